@@ -1,0 +1,256 @@
+"""The generation engine: a fair queue feeding one worker per device.
+
+Coroutines submit jobs and await them; each worker takes batches from the queue and runs
+them on its own single-thread executor, so the event loop never blocks and one pipeline
+is never called from two threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from generation.errors import (
+    GenerationError,
+    JobCancelled,
+    ModelsUnavailable,
+    QueueFull,
+    UserQueueFull,
+)
+from generation.fair_queue import FairQueue
+from generation.params import GenerationParams, GenerationResult
+from generation.pipelines import KandinskyPipelines
+from generation.worker import DeviceWorker
+
+log = logging.getLogger(__name__)
+
+# Builds the pipelines of one device; runs on that device's worker thread.
+PipelineLoader = Callable[[torch.device], KandinskyPipelines]
+
+
+class JobState(enum.Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class ModelState(enum.Enum):
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+
+
+_job_ids = itertools.count(1)
+
+
+@dataclass(eq=False)
+class Job:
+    params: GenerationParams
+    user_id: int
+    id: int = field(default_factory=lambda: next(_job_ids))
+    state: JobState = JobState.QUEUED
+    step: int = 0  # decoder steps done, updated from the worker thread
+    batch_size: int = 0
+    submitted_at: float = field(default_factory=time.monotonic)
+    future: asyncio.Future[GenerationResult] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+    @property
+    def batch_key(self) -> tuple:
+        return self.params.batch_key
+
+    async def result(self) -> GenerationResult:
+        return await asyncio.shield(self.future)
+
+
+@dataclass(frozen=True)
+class EngineStatus:
+    models: ModelState
+    error: str | None
+    devices: list[str]
+    queued: int
+    running: int
+    images_per_minute: float
+    gpu_memory_bytes: int | None
+
+    @property
+    def healthy(self) -> bool:
+        return self.models is ModelState.READY
+
+
+class GenerationEngine:
+    """Queue, workers and model state. Create and use it on the event loop."""
+
+    RATE_WINDOW_S = 600.0  # "images per minute lately" looks this far back
+
+    def __init__(
+        self,
+        devices: Sequence[torch.device],
+        loader: PipelineLoader,
+        *,
+        max_batch: int = 8,
+        max_queue: int = 100,
+        max_pending_per_user: int = 3,
+    ) -> None:
+        self._workers = [DeviceWorker(device) for device in devices]
+        self._loader = loader
+        self._max_batch = max_batch
+        self._max_queue = max_queue
+        self._max_pending = max_pending_per_user
+        self._queue: FairQueue[Job] = FairQueue()
+        self._state = ModelState.LOADING
+        self._error: str | None = None
+        self._reload_lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task] = []
+        self._running: set[Job] = set()
+        self._finished_at: deque[float] = deque(maxlen=10_000)
+
+    # -- life cycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the workers and load the models in the background: requests submitted
+        meanwhile wait in the queue and are served once the models are ready."""
+        await self._queue.set_paused(True)
+        self._tasks = [asyncio.create_task(self._serve(w), name=f"worker {w.device}") for w in self._workers]
+        self._tasks.append(asyncio.create_task(self._initial_load(), name="initial model load"))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for job in self._queue.drain():
+            self._fail(job, GenerationError("the bot is shutting down"))
+        for worker in self._workers:
+            worker.shutdown()
+
+    async def _initial_load(self) -> None:
+        try:
+            await self.reload()
+        except Exception:  # already logged and recorded in the status
+            pass
+
+    async def reload(self) -> None:
+        """Load the models again on every device.
+
+        A running batch finishes on the old models; waiting requests run on the new ones.
+        If loading fails, the error is raised and kept for ``status()``, and waiting
+        requests are told the models are unavailable.
+        """
+        async with self._reload_lock:
+            await self._queue.set_paused(True)
+            self._state, self._error = ModelState.LOADING, None
+            try:
+                await asyncio.gather(*(w.load(self._loader) for w in self._workers))
+            except Exception as exc:
+                log.exception("loading the models failed")
+                self._state, self._error = ModelState.FAILED, f"{type(exc).__name__}: {exc}"
+                for job in self._queue.drain():
+                    self._fail(job, ModelsUnavailable(self._error))
+                raise
+            self._state = ModelState.READY
+            log.info("models ready on %s", ", ".join(str(w.device) for w in self._workers))
+            await self._queue.set_paused(False)
+
+    # -- requests -------------------------------------------------------------------
+
+    @property
+    def models_state(self) -> ModelState:
+        return self._state
+
+    async def submit(self, params: GenerationParams, user_id: int) -> Job:
+        """Queue a request. Raises QueueFull, UserQueueFull or ModelsUnavailable."""
+        if self._state is ModelState.FAILED:
+            raise ModelsUnavailable(self._error or "models not loaded")
+        if self._queue.pending_for(user_id) >= self._max_pending:
+            raise UserQueueFull()
+        if len(self._queue) >= self._max_queue:
+            raise QueueFull()
+        job = Job(params=params, user_id=user_id)
+        await self._queue.put(job)
+        return job
+
+    def position(self, job: Job) -> int | None:
+        return self._queue.position(job)
+
+    def cancel(self, job: Job) -> bool:
+        """Remove a waiting job. False if it already runs or has finished."""
+        if not self._queue.remove(job):
+            return False
+        job.state = JobState.CANCELLED
+        job.future.set_exception(JobCancelled())
+        job.future.exception()  # retrieved: nobody need await a cancelled job
+        return True
+
+    def status(self) -> EngineStatus:
+        now = time.monotonic()
+        recent = sum(1 for t in self._finished_at if now - t <= self.RATE_WINDOW_S)
+        memory = [w.memory_allocated() for w in self._workers]
+        cuda_memory = [m for m in memory if m is not None]
+        return EngineStatus(
+            models=self._state,
+            error=self._error,
+            devices=[str(w.device) for w in self._workers],
+            queued=len(self._queue),
+            running=len(self._running),
+            images_per_minute=recent / (self.RATE_WINDOW_S / 60),
+            gpu_memory_bytes=sum(cuda_memory) if cuda_memory else None,
+        )
+
+    # -- workers --------------------------------------------------------------------
+
+    async def _serve(self, worker: DeviceWorker) -> None:
+        while True:
+            batch = await self._queue.take_batch(self._max_batch)
+            async with worker.busy:
+                await self._run(worker, batch)
+
+    async def _run(self, worker: DeviceWorker, batch: list[Job]) -> None:
+        for job in batch:
+            job.state, job.batch_size = JobState.RUNNING, len(batch)
+            self._running.add(job)
+        try:
+            results = await worker.draw([job.params for job in batch], _progress_setter(batch))
+        except GenerationError as exc:
+            for job in batch:
+                self._fail(job, exc)
+        except Exception as exc:  # a failed batch must never stop the worker
+            log.exception("batch of %d failed on %s", len(batch), worker.device)
+            for job in batch:
+                self._fail(job, GenerationError(f"{type(exc).__name__}: {exc}"))
+        else:
+            for job, result in zip(batch, results, strict=True):
+                if isinstance(result, Exception):
+                    self._fail(job, result)
+                    continue
+                job.state = JobState.DONE
+                self._finished_at.append(time.monotonic())
+                if not job.future.done():
+                    job.future.set_result(result)
+        finally:
+            self._running.difference_update(batch)
+
+    def _fail(self, job: Job, error: Exception) -> None:
+        job.state = JobState.FAILED
+        if not job.future.done():
+            job.future.set_exception(error)
+            job.future.exception()  # mark retrieved; the caller may be gone
+
+
+def _progress_setter(batch: list[Job]) -> Callable[[int, int], None]:
+    def on_step(done: int, total: int) -> None:
+        # Plain attribute writes from the worker thread; readers only display them.
+        for job in batch:
+            job.step = done
+
+    return on_step

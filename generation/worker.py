@@ -1,0 +1,114 @@
+"""One device's worker: its pipelines and the single thread that may touch them."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+from PIL import Image
+
+from generation.errors import ModelsUnavailable, OutOfMemory
+from generation.params import GenerationParams, GenerationResult
+from generation.pipelines import DrawnImage, KandinskyPipelines, StepCallback
+
+log = logging.getLogger(__name__)
+
+
+class DeviceWorker:
+    """Owns one device's pipelines. Every model call goes through ``_executor``, a pool
+    of exactly one thread: diffusers pipelines and schedulers are not thread-safe."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.busy = asyncio.Lock()  # held while a batch runs or the models (re)load
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"gen-{device}")
+        self._pipes: KandinskyPipelines | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._pipes is not None
+
+    async def load(self, loader: Callable[[torch.device], KandinskyPipelines]) -> None:
+        """Replace the pipelines, once the batch in hand (if any) has finished."""
+        async with self.busy:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._executor, self._load, loader)
+
+    def _load(self, loader: Callable[[torch.device], KandinskyPipelines]) -> None:
+        if self._pipes is not None:
+            # Free the old weights first: a GPU rarely holds two copies.
+            self._pipes.release()
+            self._pipes = None
+        self._pipes = loader(self.device)
+
+    async def draw(
+        self, batch: Sequence[GenerationParams], on_step: StepCallback
+    ) -> list[GenerationResult | Exception]:
+        """Draw a batch; the caller holds ``busy``. Per request: a result, or the error
+        that request alone met (out of memory even when drawn alone)."""
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        drawn = await loop.run_in_executor(self._executor, self._draw, list(batch), on_step)
+        # PNG encoding is CPU work: do it off the worker thread so the GPU moves on.
+        pngs = await asyncio.to_thread(
+            lambda: [d if isinstance(d, Exception) else _png(d.image) for d in drawn]
+        )
+        seconds = time.monotonic() - started
+        results: list[GenerationResult | Exception] = []
+        for params, item, png in zip(batch, drawn, pngs, strict=True):
+            if isinstance(item, Exception):
+                results.append(item)
+                continue
+            results.append(
+                GenerationResult(
+                    png=png,  # type: ignore[arg-type]
+                    width=item.image.width,
+                    height=item.image.height,
+                    seed=params.seed,
+                    seconds=seconds,
+                    batch_size=len(batch),
+                    prompt_truncated=item.prompt_truncated,
+                )
+            )
+        return results
+
+    def _draw(
+        self, batch: list[GenerationParams], on_step: StepCallback
+    ) -> list[DrawnImage | Exception]:
+        if self._pipes is None:
+            raise ModelsUnavailable("models not loaded")
+        try:
+            return list(self._pipes.draw(batch, on_step))
+        except torch.OutOfMemoryError:
+            log.warning("out of GPU memory on %s with a batch of %d", self.device, len(batch))
+        # Outside the except block, so the traceback (and the tensors its frames hold)
+        # is gone before we retry.
+        self._empty_cache()
+        if len(batch) == 1:
+            return [OutOfMemory()]
+        half = len(batch) // 2
+        return self._draw(batch[:half], on_step) + self._draw(batch[half:], on_step)
+
+    def _empty_cache(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def memory_allocated(self) -> int | None:
+        if self.device.type != "cuda":
+            return None
+        return torch.cuda.memory_allocated(self.device)
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    # Level 3 is several times faster than the default 6 for a slightly larger file.
+    image.save(buffer, format="PNG", compress_level=3)
+    return buffer.getvalue()
