@@ -8,6 +8,7 @@ is never called from two threads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import itertools
 import logging
@@ -135,10 +136,8 @@ class GenerationEngine:
             worker.shutdown()
 
     async def _initial_load(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # logged and kept for status() by reload
             await self.reload()
-        except Exception:  # already logged and recorded in the status
-            pass
 
     async def reload(self) -> None:
         """Load the models again on every device.
@@ -182,6 +181,13 @@ class GenerationEngine:
 
     def position(self, job: Job) -> int | None:
         return self._queue.position(job)
+
+    def find(self, job_id: int) -> Job | None:
+        """A job that is still waiting or running."""
+        for job in [*self._queue.order(), *self._running]:
+            if job.id == job_id:
+                return job
+        return None
 
     def cancel(self, job: Job) -> bool:
         """Remove a waiting job. False if it already runs or has finished."""

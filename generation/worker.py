@@ -77,9 +77,7 @@ class DeviceWorker:
             )
         return results
 
-    def _draw(
-        self, batch: list[GenerationParams], on_step: StepCallback
-    ) -> list[DrawnImage | Exception]:
+    def _draw(self, batch: list[GenerationParams], on_step: StepCallback) -> list[DrawnImage | Exception]:
         if self._pipes is None:
             raise ModelsUnavailable("models not loaded")
         try:

@@ -75,9 +75,7 @@ def build_prior(workdir: Path) -> KandinskyV22PriorPipeline:
             patch_size=8,
         )
     )
-    prior = PriorTransformer(
-        num_attention_heads=2, attention_head_dim=12, embedding_dim=HIDDEN, num_layers=1
-    )
+    prior = PriorTransformer(num_attention_heads=2, attention_head_dim=12, embedding_dim=HIDDEN, num_layers=1)
     # clip_std initialises to zeros, which would zero every embedding.
     prior.clip_std = torch.nn.Parameter(torch.ones(prior.clip_std.shape))
     scheduler = UnCLIPScheduler(

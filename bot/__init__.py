@@ -1,0 +1,1 @@
+"""The Telegram side: aiogram 3 routers, filters, middlewares and message texts."""

@@ -1,0 +1,91 @@
+"""Wire the bot together and run it: the one start-up path, for production and tests."""
+
+from __future__ import annotations
+
+import logging
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.enums import ParseMode
+from aiogram.types import BotCommand
+
+from bot.handlers import all_routers
+from bot.middlewares.language import LanguageMiddleware
+from config import Settings
+from generation import GenerationEngine
+from generation.factory import build_engine
+
+log = logging.getLogger(__name__)
+
+COMMANDS = {
+    "en": [
+        ("draw", "Draw a picture: /draw a red fox in the snow"),
+        ("help", "How to ask and all options"),
+        ("status", "Is the bot ready, how many requests wait"),
+    ],
+    "ru": [
+        ("draw", "Нарисовать: /draw a red fox in the snow"),
+        ("help", "Как просить и все параметры"),
+        ("status", "Готов ли бот, сколько запросов ждут"),
+    ],
+}
+
+
+def create_bot(settings: Settings) -> Bot:
+    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
+    return Bot(
+        token=settings.bot_token,
+        session=session,
+        default=DefaultBotProperties(parse_mode=ParseMode.HTML),
+    )
+
+
+def create_dispatcher(settings: Settings, engine: GenerationEngine) -> Dispatcher:
+    # settings and engine reach handlers and filters through the workflow data.
+    dispatcher = Dispatcher(settings=settings, engine=engine)
+    dispatcher.update.outer_middleware(LanguageMiddleware())
+    dispatcher.include_routers(*all_routers())
+    return dispatcher
+
+
+def create_engine(settings: Settings) -> GenerationEngine:
+    return build_engine(
+        prior_model=settings.prior_model,
+        decoder_model=settings.decoder_model,
+        device=settings.device,
+        dtype=settings.dtype,
+        cpu_offload=settings.cpu_offload,
+        compile=settings.compile,
+        prior_steps=settings.prior_steps,
+        warm_up_size=(settings.default_width, settings.default_height),
+        max_batch=settings.max_batch,
+        max_queue=settings.max_queue,
+        max_pending_per_user=settings.max_pending_per_user,
+    )
+
+
+async def set_commands(bot: Bot) -> None:
+    """The command menu in the user's language; a failure here must not stop the bot."""
+    try:
+        for lang, commands in COMMANDS.items():
+            await bot.set_my_commands(
+                [BotCommand(command=c, description=d) for c, d in commands],
+                language_code=None if lang == "en" else lang,
+            )
+    except Exception as exc:
+        log.warning("could not set the command menu: %s", exc)
+
+
+async def run_bot(settings: Settings, *, handle_signals: bool = True) -> None:
+    """Start the engine (models load in the background) and poll until stopped."""
+    engine = create_engine(settings)
+    bot = create_bot(settings)
+    dispatcher = create_dispatcher(settings, engine)
+    await engine.start()
+    try:
+        await set_commands(bot)
+        await dispatcher.start_polling(bot, handle_signals=handle_signals, close_bot_session=True)
+    finally:
+        await engine.close()

@@ -1,0 +1,178 @@
+"""Parse ``/draw <prompt> [options]`` into a generation request or a user-facing error."""
+
+from __future__ import annotations
+
+import math
+import re
+import secrets
+from dataclasses import dataclass
+
+from generation import GenerationParams
+
+SEED_MAX = 2**32 - 1
+GUIDANCE_MAX = 20.0
+RATIO_MAX = 4.0
+TILE = 64  # Kandinsky's MoVQ works in 64-pixel tiles
+
+OPTIONS = ("--neg", "--no", "--size", "--ar", "--steps", "--seed", "--guidance", "--prior-guidance", "--file")
+_ALIASES = {"no": "neg", "negative": "neg", "prior_guidance": "prior-guidance", "aspect": "ar"}
+_EXAMPLES = {
+    "neg": "--neg blurry, text",
+    "size": "--size 768x512",
+    "ar": "--ar 16:9",
+    "steps": "--steps 30",
+    "seed": "--seed 42",
+    "guidance": "--guidance 4",
+    "prior-guidance": "--prior-guidance 1",
+}
+# An option starts a word: "--name", "--name=value". Phones often turn "--" into a dash.
+_OPTION = re.compile(r"(?:^|\s+)--([A-Za-z][A-Za-z0-9_-]*)(?:=|(?=\s)|$)")
+_DASHES = re.compile(r"(^|\s)[—–]{1,2}(?=[A-Za-z])")
+_SIZE = re.compile(r"^(\d{1,5})\s*[xX×хХ*]\s*(\d{1,5})$")  # Latin x, ×, Cyrillic х
+_RATIO = re.compile(r"^(\d+(?:[.,]\d+)?)\s*[:/xX×хХ]\s*(\d+(?:[.,]\d+)?)$")
+
+
+class DrawArgsError(ValueError):
+    """Input the user must change; ``key`` and ``params`` pick a catalogue message."""
+
+    def __init__(self, key: str, **params: object) -> None:
+        super().__init__(key)
+        self.key = key
+        self.params = params
+
+
+@dataclass(frozen=True)
+class DrawLimits:
+    default_width: int
+    default_height: int
+    default_steps: int
+    default_guidance: float
+    default_prior_guidance: float
+    max_side: int
+    max_steps: int
+
+
+@dataclass(frozen=True)
+class DrawRequest:
+    params: GenerationParams
+    as_document: bool
+    seed_given: bool
+
+
+def parse_draw_args(args: str | None, limits: DrawLimits) -> DrawRequest:
+    """Turn the text after ``/draw`` into a request. Raises DrawArgsError."""
+    text = _DASHES.sub(r"\1--", (args or "").strip())
+    parts = _OPTION.split(text)
+    prompt_words = [parts[0]]
+    values: dict[str, str] = {}
+    as_document = False
+    for name, rest in zip(parts[1::2], parts[2::2], strict=True):
+        name = _ALIASES.get(name.lower(), name.lower())
+        rest = rest.strip()
+        if name == "file":
+            as_document = True
+            prompt_words.append(rest)
+        elif name == "neg":
+            if not rest:
+                raise DrawArgsError("missing_value", option="--neg", example=_EXAMPLES["neg"])
+            values[name] = _unquote(rest)
+        elif name in _EXAMPLES:
+            value, _, extra = rest.partition(" ")
+            if not value:
+                raise DrawArgsError("missing_value", option=f"--{name}", example=_EXAMPLES[name])
+            values[name] = value
+            prompt_words.append(extra)
+        else:
+            raise DrawArgsError("unknown_option", option=f"--{name}", available=", ".join(OPTIONS))
+
+    prompt = _unquote(" ".join(w.strip() for w in prompt_words if w.strip()))
+    if not prompt:
+        raise DrawArgsError("usage")
+    if "size" in values and "ar" in values:
+        raise DrawArgsError("size_and_ratio")
+    if "size" in values:
+        width, height = _size(values["size"], limits.max_side)
+    elif "ar" in values:
+        width, height = _size_for_ratio(values["ar"], limits)
+    else:
+        width, height = limits.default_width, limits.default_height
+    seed_given = "seed" in values
+    params = GenerationParams(
+        prompt=prompt,
+        negative_prompt=values.get("neg"),
+        width=width,
+        height=height,
+        num_inference_steps=_integer(
+            "--steps", values.get("steps"), 1, limits.max_steps, limits.default_steps
+        ),
+        guidance_scale=_number("--guidance", values.get("guidance"), limits.default_guidance),
+        prior_guidance_scale=_number(
+            "--prior-guidance", values.get("prior-guidance"), limits.default_prior_guidance
+        ),
+        seed=_integer("--seed", values.get("seed"), 0, SEED_MAX, None)
+        if seed_given
+        else secrets.randbelow(SEED_MAX + 1),
+    )
+    return DrawRequest(params=params, as_document=as_document, seed_given=seed_given)
+
+
+def _unquote(text: str) -> str:
+    text = text.strip()
+    for left, right in (('"', '"'), ("'", "'"), ("«", "»"), ("“", "”")):
+        if len(text) >= 2 and text[0] == left and text[-1] == right:
+            return text[1:-1].strip()
+    return text
+
+
+def _to_tile(value: float, max_side: int) -> int:
+    """Round to the nearest multiple of 64 within [64, max_side]."""
+    top = max(TILE, max_side // TILE * TILE)
+    return int(min(top, max(TILE, round(value / TILE) * TILE)))
+
+
+def _size(raw: str, max_side: int) -> tuple[int, int]:
+    match = _SIZE.match(raw) or re.match(r"^(\d{1,5})()$", raw)
+    if not match:
+        raise DrawArgsError("bad_size", value=raw)
+    width = int(match.group(1))
+    height = int(match.group(2) or width)  # "--size 512" means a square
+    if not (TILE <= width <= max_side and TILE <= height <= max_side):
+        raise DrawArgsError("size_range", max_side=max_side, width=width, height=height)
+    return _to_tile(width, max_side), _to_tile(height, max_side)
+
+
+def _size_for_ratio(raw: str, limits: DrawLimits) -> tuple[int, int]:
+    match = _RATIO.match(raw)
+    if not match:
+        raise DrawArgsError("bad_ratio", value=raw)
+    w, h = (float(g.replace(",", ".")) for g in match.groups())
+    if w <= 0 or h <= 0 or not (1 / RATIO_MAX <= w / h <= RATIO_MAX):
+        raise DrawArgsError("bad_ratio", value=raw)
+    pixels = limits.default_width * limits.default_height
+    width = math.sqrt(pixels * w / h)
+    return _to_tile(width, limits.max_side), _to_tile(pixels / width, limits.max_side)
+
+
+def _integer(option: str, raw: str | None, low: int, high: int, default: int | None) -> int:
+    if raw is None:
+        assert default is not None
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise DrawArgsError("bad_integer", option=option, low=low, high=high, value=raw) from None
+    if not low <= value <= high:
+        raise DrawArgsError("bad_integer", option=option, low=low, high=high, value=raw)
+    return value
+
+
+def _number(option: str, raw: str | None, default: float) -> float:
+    if raw is None:
+        return default
+    try:
+        value = float(raw.replace(",", "."))  # "4,5" as written with a Russian keyboard
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= GUIDANCE_MAX:  # also rejects nan and inf
+        raise DrawArgsError("bad_number", option=option, low=0, high=int(GUIDANCE_MAX), value=raw)
+    return value

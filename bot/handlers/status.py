@@ -1,0 +1,45 @@
+"""/status: what the old service's GET /health said, plus the queue."""
+
+from __future__ import annotations
+
+import html
+
+from aiogram import Router
+from aiogram.filters import Command
+from aiogram.types import Message
+
+from bot.texts import text
+from generation import GenerationEngine
+from generation.engine import ModelState
+
+router = Router(name="status")
+
+
+def status_text(engine: GenerationEngine, lang: str) -> str:
+    status = engine.status()
+    if status.models is ModelState.READY:
+        models = text(lang, "models_ready")
+    elif status.models is ModelState.LOADING:
+        models = text(lang, "models_loading")
+    else:
+        models = text(lang, "models_failed", error=html.escape(status.error or "?"))
+    lines = [
+        text(
+            lang,
+            "status",
+            health=text(lang, "healthy" if status.healthy else "unhealthy"),
+            devices=", ".join(status.devices),
+            models=models,
+            queued=status.queued,
+            running=status.running,
+            rate=status.images_per_minute,
+        )
+    ]
+    if status.gpu_memory_bytes is not None:
+        lines.append(text(lang, "status_gpu_memory", gib=status.gpu_memory_bytes / 2**30))
+    return "\n".join(lines)
+
+
+@router.message(Command("status"))
+async def show_status(message: Message, engine: GenerationEngine, lang: str) -> None:
+    await message.answer(status_text(engine, lang))

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from fake_telegram import FakeTelegram  # noqa: E402
+from tiny_kandinsky import save_tiny_models  # noqa: E402
+
+from bot.app import run_bot  # noqa: E402
+from config import Settings, settings_from_env  # noqa: E402
+
+TOKEN = "123456789:TEST-secret-token-do-not-log"
+ADMIN_ID = 99
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return save_tiny_models(tmp_path_factory.mktemp("models"))
+
+
+def test_env(tiny_models: tuple[Path, Path], api_url: str = "http://127.0.0.1:9", **extra: str) -> dict[str, str]:
+    """Environment for a bot on tiny models: small pictures, few steps, CPU."""
+    prior, decoder = tiny_models
+    env = {
+        "BOT_TOKEN": TOKEN,
+        "TELEGRAM_API_URL": api_url,
+        "PRIOR_MODEL": str(prior),
+        "DECODER_MODEL": str(decoder),
+        "DEVICE": "cpu",
+        "DEFAULT_WIDTH": "64",
+        "DEFAULT_HEIGHT": "64",
+        "DEFAULT_STEPS": "4",
+        "PRIOR_STEPS": "3",
+        "MAX_SIDE": "512",
+        "ADMIN_IDS": str(ADMIN_ID),
+        "PROGRESS_INTERVAL_S": "0.2",
+    }
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def make_settings(tiny_models: tuple[Path, Path]) -> Callable[..., Settings]:
+    def make(api_url: str = "http://127.0.0.1:9", **extra: str) -> Settings:
+        return settings_from_env(test_env(tiny_models, api_url, **extra))
+
+    return make
+
+
+@pytest_asyncio.fixture
+async def telegram() -> AsyncIterator[FakeTelegram]:
+    server = FakeTelegram(TOKEN)
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@contextlib.asynccontextmanager
+async def running_bot(settings: Settings) -> AsyncIterator[asyncio.Task]:
+    """The bot exactly as main.py runs it, polling the stand-in server."""
+    task = asyncio.create_task(run_bot(settings, handle_signals=False))
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@pytest_asyncio.fixture
+async def bot(telegram: FakeTelegram, make_settings: Callable[..., Settings]) -> AsyncIterator[FakeTelegram]:
+    """A running bot with default test settings; yields the stand-in server to talk to it."""
+    async with running_bot(make_settings(telegram.url)):
+        yield telegram
+
+
+def png_image(data: bytes) -> Image.Image:
+    assert data.startswith(b"\x89PNG\r\n\x1a\n"), "not a PNG"
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
