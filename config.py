@@ -87,9 +87,7 @@ def _parse_ids(name: str, raw: str) -> frozenset[int]:
         try:
             ids.add(int(part))
         except ValueError:
-            raise ConfigError(
-                f"{name} must be comma-separated Telegram user ids (numbers), got {part!r}"
-            ) from None
+            raise ConfigError(f"{name} must be comma-separated Telegram user ids (numbers), got {part!r}") from None
     return frozenset(ids)
 
 
@@ -101,8 +99,7 @@ def _check_device(raw: str) -> str:
     )
     if not ok:
         raise ConfigError(
-            "DEVICE must be auto, cpu, cuda, cuda:N, a comma-separated list such as "
-            f"cuda:0,cuda:1, or all; got {raw!r}"
+            f"DEVICE must be auto, cpu, cuda, cuda:N, a comma-separated list such as cuda:0,cuda:1, or all; got {raw!r}"
         )
     return ",".join(parts) if parts else value
 
@@ -137,9 +134,7 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
     def side(name: str, default: str) -> int:
         value = _number(name, get(name, default), int, 64, max_side)
         if value % 64:
-            raise ConfigError(
-                f"{name} must be a multiple of 64 (Kandinsky works in 64-pixel tiles), got {value}"
-            )
+            raise ConfigError(f"{name} must be a multiple of 64 (Kandinsky works in 64-pixel tiles), got {value}")
         return value
 
     return Settings(
@@ -165,9 +160,7 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
         max_batch=_number("MAX_BATCH", get("MAX_BATCH", "8"), int, 1, 64),
         max_queue=_number("MAX_QUEUE", get("MAX_QUEUE", "100"), int, 1, None),
         max_pending_per_user=_number("MAX_PENDING_PER_USER", get("MAX_PENDING_PER_USER", "3"), int, 1, None),
-        progress_interval_s=_number(
-            "PROGRESS_INTERVAL_S", get("PROGRESS_INTERVAL_S", "2.0"), float, 0.1, 60.0
-        ),
+        progress_interval_s=_number("PROGRESS_INTERVAL_S", get("PROGRESS_INTERVAL_S", "2.0"), float, 0.1, 60.0),
         log_level=_choice("LOG_LEVEL", get("LOG_LEVEL", "INFO"), LOG_LEVELS, upper=True),
     )
 

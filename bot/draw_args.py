@@ -102,13 +102,9 @@ def parse_draw_args(args: str | None, limits: DrawLimits) -> DrawRequest:
         negative_prompt=values.get("neg"),
         width=width,
         height=height,
-        num_inference_steps=_integer(
-            "--steps", values.get("steps"), 1, limits.max_steps, limits.default_steps
-        ),
+        num_inference_steps=_integer("--steps", values.get("steps"), 1, limits.max_steps, limits.default_steps),
         guidance_scale=_number("--guidance", values.get("guidance"), limits.default_guidance),
-        prior_guidance_scale=_number(
-            "--prior-guidance", values.get("prior-guidance"), limits.default_prior_guidance
-        ),
+        prior_guidance_scale=_number("--prior-guidance", values.get("prior-guidance"), limits.default_prior_guidance),
         seed=_integer("--seed", values.get("seed"), 0, SEED_MAX, None)
         if seed_given
         else secrets.randbelow(SEED_MAX + 1),

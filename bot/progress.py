@@ -28,9 +28,7 @@ def progress_text(job: Job, engine: GenerationEngine, lang: str) -> str:
     return text(lang, "progress", step=job.step, steps=job.params.num_inference_steps)
 
 
-async def track_progress(
-    status: Message, job: Job, engine: GenerationEngine, lang: str, interval: float
-) -> None:
+async def track_progress(status: Message, job: Job, engine: GenerationEngine, lang: str, interval: float) -> None:
     """Edit ``status`` while ``job`` is unfinished, at most once per ``interval`` seconds.
 
     Edits are best-effort: flood control pauses them, and the picture itself is sent

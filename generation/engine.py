@@ -63,9 +63,7 @@ class Job:
     step: int = 0  # decoder steps done, updated from the worker thread
     batch_size: int = 0
     submitted_at: float = field(default_factory=time.monotonic)
-    future: asyncio.Future[GenerationResult] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
+    future: asyncio.Future[GenerationResult] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
     @property
     def batch_key(self) -> tuple:

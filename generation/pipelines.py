@@ -99,9 +99,7 @@ class KandinskyPipelines:
         return len(tokenizer(text, truncation=False).input_ids) > tokenizer.model_max_length
 
     @torch.inference_mode()
-    def draw(
-        self, batch: Sequence[GenerationParams], on_step: StepCallback | None = None
-    ) -> list[DrawnImage]:
+    def draw(self, batch: Sequence[GenerationParams], on_step: StepCallback | None = None) -> list[DrawnImage]:
         """Draw one picture per request; all must share ``batch_key``.
 
         Each request gets its own generator, used first by the prior and then by the

@@ -55,9 +55,7 @@ class DeviceWorker:
         started = time.monotonic()
         drawn = await loop.run_in_executor(self._executor, self._draw, list(batch), on_step)
         # PNG encoding is CPU work: do it off the worker thread so the GPU moves on.
-        pngs = await asyncio.to_thread(
-            lambda: [d if isinstance(d, Exception) else _png(d.image) for d in drawn]
-        )
+        pngs = await asyncio.to_thread(lambda: [d if isinstance(d, Exception) else _png(d.image) for d in drawn])
         seconds = time.monotonic() - started
         results: list[GenerationResult | Exception] = []
         for params, item, png in zip(batch, drawn, pngs, strict=True):

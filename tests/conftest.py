@@ -13,11 +13,11 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from fake_telegram import FakeTelegram  # noqa: E402
-from tiny_kandinsky import save_tiny_models  # noqa: E402
+from fake_telegram import FakeTelegram
+from tiny_kandinsky import save_tiny_models
 
-from bot.app import run_bot  # noqa: E402
-from config import Settings, settings_from_env  # noqa: E402
+from bot.app import run_bot
+from config import Settings, settings_from_env
 
 TOKEN = "123456789:TEST-secret-token-do-not-log"
 ADMIN_ID = 99
@@ -28,7 +28,7 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return save_tiny_models(tmp_path_factory.mktemp("models"))
 
 
-def test_env(tiny_models: tuple[Path, Path], api_url: str = "http://127.0.0.1:9", **extra: str) -> dict[str, str]:
+def bot_env(tiny_models: tuple[Path, Path], api_url: str = "http://127.0.0.1:9", **extra: str) -> dict[str, str]:
     """Environment for a bot on tiny models: small pictures, few steps, CPU."""
     prior, decoder = tiny_models
     env = {
@@ -52,7 +52,7 @@ def test_env(tiny_models: tuple[Path, Path], api_url: str = "http://127.0.0.1:9"
 @pytest.fixture
 def make_settings(tiny_models: tuple[Path, Path]) -> Callable[..., Settings]:
     def make(api_url: str = "http://127.0.0.1:9", **extra: str) -> Settings:
-        return settings_from_env(test_env(tiny_models, api_url, **extra))
+        return settings_from_env(bot_env(tiny_models, api_url, **extra))
 
     return make
 

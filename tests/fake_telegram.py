@@ -7,6 +7,7 @@ updates (messages, button presses) and read back every call the bot made.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -97,10 +98,8 @@ class FakeTelegram:
 
         async with self._changed:
             if not pending() and timeout:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait_for(lambda: bool(pending())), timeout)
-                except TimeoutError:
-                    pass
             self._updates = pending()  # what is below offset was confirmed
             return list(self._updates)
 
@@ -222,10 +221,8 @@ async def _read_form(request: web.Request) -> tuple[dict[str, Any], dict[str, by
         data = dict(await request.post())
     for key, value in list(data.items()):
         if isinstance(value, str) and value[:1] in "{[":
-            try:
+            with contextlib.suppress(ValueError):
                 data[key] = json.loads(value)
-            except ValueError:
-                pass
         # aiogram uploads a file as a separate part named in "attach://<name>".
         if isinstance(value, str) and value.startswith("attach://"):
             files[key] = files.get(value.removeprefix("attach://"), b"")

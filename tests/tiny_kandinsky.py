@@ -41,9 +41,7 @@ def _tokenizer(workdir: Path) -> CLIPTokenizer:
     (workdir / "merges.txt").write_text("#version: 0.2\n")
     # transformers 5 takes the files as ``vocab``/``merges``; without model_max_length
     # tokenization fails.
-    return CLIPTokenizer(
-        vocab=str(workdir / "vocab.json"), merges=str(workdir / "merges.txt"), model_max_length=77
-    )
+    return CLIPTokenizer(vocab=str(workdir / "vocab.json"), merges=str(workdir / "merges.txt"), model_max_length=77)
 
 
 def build_prior(workdir: Path) -> KandinskyV22PriorPipeline:

@@ -62,9 +62,7 @@ async def draw_command(
 
 
 @router.message(F.chat.type == ChatType.PRIVATE, F.text, ~F.text.startswith("/"))
-async def draw_plain_text(
-    message: Message, bot: Bot, engine: GenerationEngine, settings: Settings, lang: str
-) -> None:
+async def draw_plain_text(message: Message, bot: Bot, engine: GenerationEngine, settings: Settings, lang: str) -> None:
     await draw(message, message.text, bot, engine, settings, lang)
 
 
