@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiogram import Bot, Dispatcher
@@ -11,7 +12,7 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.types import BotCommand
 
-from bot.handlers import all_routers
+from bot.handlers import create_routers
 from bot.middlewares.language import LanguageMiddleware
 from config import Settings
 from generation import GenerationEngine
@@ -46,7 +47,7 @@ def create_dispatcher(settings: Settings, engine: GenerationEngine) -> Dispatche
     # settings and engine reach handlers and filters through the workflow data.
     dispatcher = Dispatcher(settings=settings, engine=engine)
     dispatcher.update.outer_middleware(LanguageMiddleware())
-    dispatcher.include_routers(*all_routers())
+    dispatcher.include_routers(*create_routers())
     return dispatcher
 
 
@@ -78,14 +79,29 @@ async def set_commands(bot: Bot) -> None:
         log.warning("could not set the command menu: %s", exc)
 
 
-async def run_bot(settings: Settings, *, handle_signals: bool = True) -> None:
-    """Start the engine (models load in the background) and poll until stopped."""
+async def run_bot(settings: Settings, *, handle_signals: bool = True, stop: asyncio.Event | None = None) -> None:
+    """Start the engine (models load in the background) and poll until stopped: by
+    SIGINT/SIGTERM, or by ``stop`` being set (cancelling this coroutine instead would
+    leave aiogram's polling tasks running)."""
     engine = create_engine(settings)
     bot = create_bot(settings)
     dispatcher = create_dispatcher(settings, engine)
     await engine.start()
+    stopper = asyncio.create_task(_stop_when_set(dispatcher, stop)) if stop else None
     try:
         await set_commands(bot)
         await dispatcher.start_polling(bot, handle_signals=handle_signals, close_bot_session=True)
     finally:
+        if stopper:
+            stopper.cancel()
         await engine.close()
+
+
+async def _stop_when_set(dispatcher: Dispatcher, stop: asyncio.Event) -> None:
+    await stop.wait()
+    while True:
+        try:
+            await dispatcher.stop_polling()
+            return
+        except RuntimeError:  # polling has not started yet
+            await asyncio.sleep(0.05)

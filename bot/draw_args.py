@@ -26,7 +26,7 @@ _EXAMPLES = {
     "prior-guidance": "--prior-guidance 1",
 }
 # An option starts a word: "--name", "--name=value". Phones often turn "--" into a dash.
-_OPTION = re.compile(r"(?:^|\s+)--([A-Za-z][A-Za-z0-9_-]*)(?:=|(?=\s)|$)")
+_OPTION = re.compile(r"(?:^|\s+)--([A-Za-z][^\s=]*)(?:=|(?=\s)|$)")
 _DASHES = re.compile(r"(^|\s)[—–]{1,2}(?=[A-Za-z])")
 _SIZE = re.compile(r"^(\d{1,5})\s*[xX×хХ*]\s*(\d{1,5})$")  # Latin x, ×, Cyrillic х
 _RATIO = re.compile(r"^(\d+(?:[.,]\d+)?)\s*[:/xX×хХ]\s*(\d+(?:[.,]\d+)?)$")

@@ -132,8 +132,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "ru": "😮‍💨 Сейчас очень много запросов ({limit} в очереди). Попробуйте через несколько минут.",
     },
     "models_unavailable": {
-        "en": "⚠️ The models aren't loaded, so I can't draw right now. The admins have been told; please try later.",
-        "ru": "⚠️ Модели не загружены, поэтому рисовать сейчас не могу. Администраторы в курсе — попробуйте позже.",
+        "en": "⚠️ The models aren't loaded, so I can't draw right now. Please try again later.",
+        "ru": "⚠️ Модели не загружены, поэтому рисовать сейчас не могу. Попробуйте позже.",
     },
     "out_of_memory": {
         "en": "💾 This picture doesn't fit in the GPU's memory. Try a smaller size, e.g. <code>--size 512x512</code>.",

@@ -68,13 +68,13 @@ async def telegram() -> AsyncIterator[FakeTelegram]:
 @contextlib.asynccontextmanager
 async def running_bot(settings: Settings) -> AsyncIterator[asyncio.Task]:
     """The bot exactly as main.py runs it, polling the stand-in server."""
-    task = asyncio.create_task(run_bot(settings, handle_signals=False))
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_bot(settings, handle_signals=False, stop=stop))
     try:
         yield task
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)  # also raises what the bot raised
 
 
 @pytest_asyncio.fixture

@@ -179,8 +179,8 @@ class FakeTelegram:
     def find(self, method: str | None = None, **match: Any) -> list[Call]:
         return [c for c in self.calls if (method is None or c.method == method) and _matches(c, match)]
 
-    async def wait_for(self, method: str, timeout: float = 60.0, count: int = 1, **match: Any) -> list[Call]:
-        """Wait until at least ``count`` calls of ``method`` match; return them."""
+    async def wait_for(self, method: str | None, timeout: float = 60.0, count: int = 1, **match: Any) -> list[Call]:
+        """Wait until at least ``count`` calls of ``method`` (None: any) match; return them."""
         async with self._changed:
             try:
                 await asyncio.wait_for(

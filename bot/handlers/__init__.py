@@ -1,10 +1,10 @@
-"""One router per feature."""
+"""One router per feature, built anew for each dispatcher (a router joins one parent)."""
 
 from aiogram import Router
 
 from bot.handlers import admin, draw, help, status
 
 
-def all_routers() -> list[Router]:
+def create_routers() -> list[Router]:
     # draw last: its private-chat catch-all for plain text must not shadow commands.
-    return [help.router, status.router, admin.router, draw.router]
+    return [module.create_router() for module in (help, status, admin, draw)]

@@ -14,11 +14,9 @@ from bot.filters import IsAdmin
 from bot.texts import text
 from generation import GenerationEngine
 
-router = Router(name="admin")
 log = logging.getLogger(__name__)
 
 
-@router.message(Command("reload"), IsAdmin())
 async def reload_models(message: Message, engine: GenerationEngine, lang: str) -> None:
     log.info("reload asked by admin %s", message.from_user.id if message.from_user else "?")
     await message.answer(text(lang, "reload_started"))
@@ -32,6 +30,12 @@ async def reload_models(message: Message, engine: GenerationEngine, lang: str) -
     await message.answer(text(lang, "reload_done", seconds=time.monotonic() - started))
 
 
-@router.message(Command("reload"))
 async def refuse_reload(message: Message, lang: str) -> None:
     await message.answer(text(lang, "admin_only"))
+
+
+def create_router() -> Router:
+    router = Router(name="admin")
+    router.message.register(reload_models, Command("reload"), IsAdmin())
+    router.message.register(refuse_reload, Command("reload"))
+    return router

@@ -33,7 +33,6 @@ from generation import (
     UserQueueFull,
 )
 
-router = Router(name="draw")
 log = logging.getLogger(__name__)
 
 
@@ -49,7 +48,6 @@ def draw_limits(settings: Settings) -> DrawLimits:
     )
 
 
-@router.message(Command("draw"))
 async def draw_command(
     message: Message,
     command: CommandObject,
@@ -61,12 +59,10 @@ async def draw_command(
     await draw(message, command.args, bot, engine, settings, lang)
 
 
-@router.message(F.chat.type == ChatType.PRIVATE, F.text, ~F.text.startswith("/"))
 async def draw_plain_text(message: Message, bot: Bot, engine: GenerationEngine, settings: Settings, lang: str) -> None:
     await draw(message, message.text, bot, engine, settings, lang)
 
 
-@router.message(F.chat.type == ChatType.PRIVATE)
 async def hint(message: Message, lang: str) -> None:
     """Anything else in a private chat (stickers, photos, unknown commands) gets a hint."""
     await message.answer(text(lang, "private_hint"))
@@ -152,7 +148,6 @@ async def reply(message: Message, line: str, keyboard=None) -> Message:
     )
 
 
-@router.callback_query(CancelJob.filter())
 async def cancel(query: CallbackQuery, callback_data: CancelJob, engine: GenerationEngine, lang: str) -> None:
     job = engine.find(callback_data.job_id)
     if job is not None and job.user_id != query.from_user.id:
@@ -165,3 +160,12 @@ async def cancel(query: CallbackQuery, callback_data: CancelJob, engine: Generat
     if isinstance(query.message, Message):
         with contextlib.suppress(TelegramBadRequest):
             await query.message.edit_text(text(lang, "cancelled"), reply_markup=None)
+
+
+def create_router() -> Router:
+    router = Router(name="draw")
+    router.message.register(draw_command, Command("draw"))
+    router.message.register(draw_plain_text, F.chat.type == ChatType.PRIVATE, F.text, ~F.text.startswith("/"))
+    router.message.register(hint, F.chat.type == ChatType.PRIVATE)
+    router.callback_query.register(cancel, CancelJob.filter())
+    return router

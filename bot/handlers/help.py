@@ -9,8 +9,6 @@ from aiogram.types import Message
 from bot.texts import text
 from config import Settings
 
-router = Router(name="help")
-
 
 def help_text(lang: str, settings: Settings) -> str:
     return text(
@@ -26,7 +24,12 @@ def help_text(lang: str, settings: Settings) -> str:
     )
 
 
-@router.message(CommandStart())
-@router.message(Command("help"))
 async def show_help(message: Message, settings: Settings, lang: str) -> None:
     await message.answer(help_text(lang, settings))
+
+
+def create_router() -> Router:
+    router = Router(name="help")
+    router.message.register(show_help, CommandStart())
+    router.message.register(show_help, Command("help"))
+    return router

@@ -12,8 +12,6 @@ from bot.texts import text
 from generation import GenerationEngine
 from generation.engine import ModelState
 
-router = Router(name="status")
-
 
 def status_text(engine: GenerationEngine, lang: str) -> str:
     status = engine.status()
@@ -40,6 +38,11 @@ def status_text(engine: GenerationEngine, lang: str) -> str:
     return "\n".join(lines)
 
 
-@router.message(Command("status"))
 async def show_status(message: Message, engine: GenerationEngine, lang: str) -> None:
     await message.answer(status_text(engine, lang))
+
+
+def create_router() -> Router:
+    router = Router(name="status")
+    router.message.register(show_status, Command("status"))
+    return router

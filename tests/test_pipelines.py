@@ -1,0 +1,115 @@
+"""Our batched calls draw what diffusers' own pipelines draw for the same inputs and seed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from diffusers import KandinskyV22Pipeline, KandinskyV22PriorPipeline
+
+from generation import GenerationParams
+from generation.pipelines import KandinskyPipelines
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def ours(tiny_models: tuple[Path, Path]) -> KandinskyPipelines:
+    prior, decoder = tiny_models
+    return KandinskyPipelines.load(str(prior), str(decoder), CPU, torch.float32, prior_steps=3)
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_models: tuple[Path, Path]) -> tuple[KandinskyV22PriorPipeline, KandinskyV22Pipeline]:
+    prior, decoder = tiny_models
+    return KandinskyV22PriorPipeline.from_pretrained(prior), KandinskyV22Pipeline.from_pretrained(decoder)
+
+
+def pixels(image) -> np.ndarray:
+    return np.asarray(image).astype(np.int16)
+
+
+def diffusers_image(reference, params: GenerationParams, prior_steps: int = 3) -> np.ndarray:
+    """The old service's two calls: one generator seeded once, prior then decoder."""
+    prior, decoder = reference
+    generator = torch.Generator().manual_seed(params.seed)
+    embeds, negative = prior(
+        params.prompt,
+        negative_prompt=params.negative_prompt,
+        guidance_scale=params.prior_guidance_scale,
+        num_inference_steps=prior_steps,
+        generator=generator,
+    ).to_tuple()
+    image = decoder(
+        image_embeds=embeds,
+        negative_image_embeds=negative,
+        width=params.width,
+        height=params.height,
+        num_inference_steps=params.num_inference_steps,
+        guidance_scale=params.guidance_scale,
+        generator=generator,
+    ).images[0]
+    return pixels(image)
+
+
+@pytest.mark.parametrize("negative", [None, "blurry, text"])
+@pytest.mark.parametrize("prior_guidance", [1.0, 3.0])
+def test_same_image_as_diffusers(ours, reference, negative, prior_guidance) -> None:
+    params = GenerationParams("a red fox", 128, 64, 4, 4.0, prior_guidance, seed=11, negative_prompt=negative)
+    [drawn] = ours.draw([params])
+    assert drawn.image.size == (128, 64)
+    assert np.array_equal(pixels(drawn.image), diffusers_image(reference, params))
+
+
+def test_seed_gives_same_image_inside_a_batch(ours) -> None:
+    mine = GenerationParams("a red fox", 64, 64, 4, 4.0, 1.0, seed=5, negative_prompt="blur")
+    others = [
+        GenerationParams(f"other {i}", 64, 64, 4, 4.0, 1.0, seed=100 + i, negative_prompt=None if i % 2 else "x")
+        for i in range(3)
+    ]
+    [alone] = ours.draw([mine])
+    batch = ours.draw([others[0], mine, *others[1:]])
+    assert len(batch) == 4
+    # Batched matrix products round differently: allow one level of 255.
+    assert np.abs(pixels(batch[1].image) - pixels(alone.image)).max() <= 1
+    # ...and the other requests really got other pictures.
+    assert np.abs(pixels(batch[0].image) - pixels(alone.image)).max() > 10
+
+
+def test_different_seeds_differ(ours) -> None:
+    a, b = (ours.draw([GenerationParams("fox", 64, 64, 3, 4.0, 1.0, seed=s)])[0] for s in (1, 2))
+    assert np.abs(pixels(a.image) - pixels(b.image)).max() > 10
+
+
+def test_zero_image_embedding_computed_once(ours) -> None:
+    calls = []
+    hook = ours.prior.image_encoder.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        for seed in range(3):
+            ours.draw([GenerationParams("fox", 64, 64, 2, 4.0, 1.0, seed=seed)])
+    finally:
+        hook.remove()
+    assert len(calls) <= 1
+
+
+def test_progress_reported_per_decoder_step(ours) -> None:
+    steps: list[tuple[int, int]] = []
+    ours.draw([GenerationParams("fox", 64, 64, 5, 4.0, 1.0, seed=1)], on_step=lambda d, t: steps.append((d, t)))
+    assert steps == [(i, 5) for i in range(1, 6)]
+
+
+def test_long_prompt_is_flagged_as_cut(ours) -> None:
+    # The offline tokenizer is byte-level: one token per character.
+    short = GenerationParams("a fox", 64, 64, 2, 4.0, 1.0, seed=1)
+    long = GenerationParams("a fox " * 30, 64, 64, 2, 4.0, 1.0, seed=1)
+    drawn = ours.draw([short, long])
+    assert [d.prompt_truncated for d in drawn] == [False, True]
+
+
+def test_batch_must_share_settings(ours) -> None:
+    with pytest.raises(ValueError):
+        ours.draw(
+            [GenerationParams("a", 64, 64, 2, 4.0, 1.0, seed=1), GenerationParams("b", 128, 64, 2, 4.0, 1.0, seed=1)]
+        )
