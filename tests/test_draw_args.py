@@ -1,0 +1,109 @@
+"""The /draw option parser: every input becomes a request or a message for the user."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.draw_args import SEED_MAX, DrawArgsError, DrawLimits, parse_draw_args
+from bot.texts import TEXTS, text
+
+LIMITS = DrawLimits(768, 768, 50, 4.0, 1.0, 1024, 100)
+
+
+def test_defaults() -> None:
+    request = parse_draw_args("a red fox in the snow", LIMITS)
+    p = request.params
+    assert (p.prompt, p.width, p.height, p.num_inference_steps) == ("a red fox in the snow", 768, 768, 50)
+    assert (p.guidance_scale, p.prior_guidance_scale, p.negative_prompt) == (4.0, 1.0, None)
+    assert 0 <= p.seed <= SEED_MAX and not request.seed_given and not request.as_document
+
+
+def test_every_option() -> None:
+    request = parse_draw_args(
+        'a fox --neg "blurry, text" --size 512x640 --steps 30 --seed 42 --guidance 7.5 --prior-guidance 2 --file',
+        LIMITS,
+    )
+    p = request.params
+    assert p.prompt == "a fox" and p.negative_prompt == "blurry, text"
+    assert (p.width, p.height, p.num_inference_steps, p.seed) == (512, 640, 30, 42)
+    assert (p.guidance_scale, p.prior_guidance_scale) == (7.5, 2.0)
+    assert request.as_document and request.seed_given
+
+
+@pytest.mark.parametrize(
+    ("args", "field", "expected"),
+    [
+        ("fox --no text", "negative_prompt", "text"),
+        ("fox --size 512х512", "width", 512),  # Cyrillic х
+        ("fox --size 512×384", "height", 384),
+        ("fox --size 512", "height", 512),
+        ("fox --size 500x500", "width", 512),  # rounded to 64
+        ("fox —size 256x256", "width", 256),  # a phone turned -- into a dash
+        ("fox --steps=20", "num_inference_steps", 20),
+        ("fox --guidance 4,5", "guidance_scale", 4.5),  # Russian decimal comma
+        ("--steps 10 a fox", "prompt", "a fox"),
+        ("«лиса в снегу» --seed 1", "prompt", "лиса в снегу"),
+        ("fox --ar 16:9", "width", 1024),
+        ("fox --ar 16:9", "height", 576),
+        ("fox --ar 1:1", "width", 768),
+        ("fox --ar 9:16", "height", 1024),
+    ],
+)
+def test_option_forms(args: str, field: str, expected: object) -> None:
+    assert getattr(parse_draw_args(args, LIMITS).params, field) == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "key"),
+    [
+        (None, "usage"),
+        ("", "usage"),
+        ("--file", "usage"),
+        ("fox --what 1", "unknown_option"),
+        ("fox --neg", "missing_value"),
+        ("fox --seed", "missing_value"),
+        ("fox --steps 0", "bad_integer"),
+        ("fox --steps 101", "bad_integer"),
+        ("fox --steps 2.5", "bad_integer"),
+        ("fox --seed 4294967296", "bad_integer"),
+        ("fox --guidance -1", "bad_number"),
+        ("fox --guidance inf", "bad_number"),
+        ("fox --prior-guidance 21", "bad_number"),
+        ("fox --size 10x10", "size_range"),
+        ("fox --size 2048x512", "size_range"),
+        ("fox --size 512by512", "bad_size"),
+        ("fox --ar wide", "bad_ratio"),
+        ("fox --ar 0:1", "bad_ratio"),
+        ("fox --ar 5:1", "bad_ratio"),
+        ("fox --size 512x512 --ar 1:1", "size_and_ratio"),
+    ],
+)
+def test_errors(args: str | None, key: str) -> None:
+    with pytest.raises(DrawArgsError) as caught:
+        parse_draw_args(args, LIMITS)
+    assert caught.value.key == key
+    # Every error formats in both languages with the parameters it carries.
+    for lang in ("en", "ru"):
+        assert text(lang, key, **caught.value.params)
+
+
+PIECES = [*"ab фx×х:/,.-—=\"' 0123456789", "--size ", "--steps ", "--ar ", "--neg ", "--seed ", "--file", "--"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(PIECES), max_size=25).map("".join))
+def test_fuzz_never_raises_anything_else(args: str) -> None:
+    try:
+        request = parse_draw_args(args, LIMITS)
+    except DrawArgsError as exc:
+        assert exc.key in TEXTS
+        text("en", exc.key, **exc.params)
+        return
+    p = request.params
+    assert p.prompt.strip()
+    assert 64 <= p.width <= 1024 and 64 <= p.height <= 1024
+    assert p.width % 64 == 0 and p.height % 64 == 0
+    assert 1 <= p.num_inference_steps <= 100
+    assert 0 <= p.guidance_scale <= 20 and 0 <= p.prior_guidance_scale <= 20
