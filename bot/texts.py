@@ -124,8 +124,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "ru": "✂️ Описание длиннее, чем читает модель (77 токенов): конец отброшен.",
     },
     "busy_user": {
-        "en": "✋ You already have {limit} requests waiting. Please wait for them before sending more.",
-        "ru": "✋ У вас уже {limit} запроса в очереди. Дождитесь их, прежде чем отправлять новые.",
+        "en": "✋ You have as many requests waiting as one person may ({limit}). Please wait for them to finish, then send more.",
+        "ru": "✋ У вас в очереди уже максимум запросов ({limit}). Дождитесь, пока они нарисуются, и присылайте новые.",
     },
     "busy_global": {
         "en": "😮‍💨 I'm very busy right now ({limit} requests in line). Please try again in a few minutes.",

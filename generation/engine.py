@@ -102,7 +102,7 @@ class GenerationEngine:
         max_queue: int = 100,
         max_pending_per_user: int = 3,
     ) -> None:
-        self._workers = [DeviceWorker(device) for device in devices]
+        self._workers = [DeviceWorker(device, i) for i, device in enumerate(devices)]
         self._loader = loader
         self._max_batch = max_batch
         self._max_queue = max_queue
@@ -148,7 +148,10 @@ class GenerationEngine:
             await self._queue.set_paused(True)
             self._state, self._error = ModelState.LOADING, None
             try:
-                await asyncio.gather(*(w.load(self._loader) for w in self._workers))
+                # One device at a time: from_pretrained builds models under a process-wide
+                # "empty weights" patch (accelerate), so two threads loading at once break.
+                for worker in self._workers:
+                    await worker.load(self._loader)
             except Exception as exc:
                 log.exception("loading the models failed")
                 self._state, self._error = ModelState.FAILED, f"{type(exc).__name__}: {exc}"

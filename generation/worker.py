@@ -23,10 +23,10 @@ class DeviceWorker:
     """Owns one device's pipelines. Every model call goes through ``_executor``, a pool
     of exactly one thread: diffusers pipelines and schedulers are not thread-safe."""
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, index: int = 0) -> None:
         self.device = device
         self.busy = asyncio.Lock()  # held while a batch runs or the models (re)load
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"gen-{device}")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"worker{index}-{device}")
         self._pipes: KandinskyPipelines | None = None
 
     @property

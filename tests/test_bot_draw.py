@@ -229,3 +229,35 @@ async def test_cancel_button(bot: FakeTelegram) -> None:
     await bot.wait_for("sendPhoto", chat_id=30, timeout=120)
     await asyncio.sleep(0.5)
     assert not bot.find("sendPhoto", chat_id=31)
+
+
+async def test_waiting_limits_answer_busy(telegram: FakeTelegram, make_settings) -> None:
+    async with running_bot(make_settings(telegram.url, MAX_PENDING_PER_USER="1", MAX_QUEUE="2")):
+        await telegram.send_text("/draw keep the worker busy --size 256x256 --steps 30", user_id=40)
+        await telegram.wait_for("editMessageText", chat_id=40, text_contains="step")
+        await telegram.send_text("/draw first wait", user_id=41)
+        await telegram.wait_for("sendMessage", chat_id=41, text_contains="In line")
+        await telegram.send_text("/draw second wait", user_id=41)
+        [busy] = await telegram.wait_for("sendMessage", chat_id=41, text_contains="as many requests waiting")
+        assert "(1)" in busy.data["text"]
+        await telegram.send_text("/draw another user", user_id=42)
+        await telegram.wait_for("sendMessage", chat_id=42, text_contains="In line")
+        await telegram.send_text("/draw one too many", user_id=43)
+        await telegram.wait_for("sendMessage", chat_id=43, text_contains="very busy")
+        for user in (40, 41, 42):  # everyone accepted is still served
+            await telegram.wait_for("sendPhoto", chat_id=user, timeout=120)
+        assert not telegram.find("sendPhoto", chat_id=43)
+
+
+async def test_unexpected_error_gets_an_apology(bot: FakeTelegram) -> None:
+    def plan(method: str, data: dict):
+        if method == "sendPhoto":
+            return 400, {"ok": False, "error_code": 400, "description": "Bad Request: PHOTO_INVALID_DIMENSIONS"}
+        return None
+
+    bot.fault_plan = plan
+    await bot.send_text("/draw a fox", user_id=50)
+    await bot.wait_for("sendMessage", chat_id=50, text_contains="Sorry, something went wrong")
+    bot.fault_plan = None
+    await bot.send_text("/draw a fox again", user_id=50)  # and the bot keeps serving
+    await bot.wait_for("sendPhoto", chat_id=50)

@@ -227,3 +227,24 @@ async def test_other_failures_fail_the_batch_not_the_worker(loader) -> None:
         assert (await good.result()).width == 64
     finally:
         await engine.close()
+
+
+async def test_one_worker_per_device_share_one_queue(loader) -> None:
+    import threading
+
+    threads: set[str] = set()
+
+    def recording_loader(device: torch.device) -> KandinskyPipelines:
+        pipes = loader(device)
+        pipes.decoder.unet.register_forward_pre_hook(lambda *_: threads.add(threading.current_thread().name))
+        return pipes
+
+    # Two "devices" (both the CPU here): two workers, two threads, one queue.
+    engine = await started(GenerationEngine([CPU, CPU], recording_loader, max_batch=1))
+    try:
+        jobs = [await engine.submit(params(seed=i, steps=6), user_id=i) for i in range(4)]
+        await asyncio.gather(*(job.result() for job in jobs))
+        assert len(threads) == 2, threads
+        assert engine.status().devices == ["cpu", "cpu"]
+    finally:
+        await engine.close()

@@ -2,9 +2,9 @@
 
 from aiogram import Router
 
-from bot.handlers import admin, draw, help, status
+from bot.handlers import admin, draw, errors, help, status
 
 
 def create_routers() -> list[Router]:
     # draw last: its private-chat catch-all for plain text must not shadow commands.
-    return [module.create_router() for module in (help, status, admin, draw)]
+    return [module.create_router() for module in (errors, help, status, admin, draw)]
