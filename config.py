@@ -50,6 +50,12 @@ class Settings:
     max_pending_per_user: int = 3
     progress_interval_s: float = 2.0
     log_level: str = "INFO"
+    data_dir: str = "./data"
+    shutdown_grace_s: float = 30.0
+    allowed_user_ids: frozenset[int] = frozenset()
+    allowed_chat_ids: frozenset[int] = frozenset()
+    rate_limit_per_min: int = 10
+    max_prompt_chars: int = 1000
 
     @property
     def default_pixels(self) -> int:
@@ -79,7 +85,7 @@ def _number(name: str, raw: str, kind: Callable[[str], T], lo: T, hi: T | None) 
 
 
 def _parse_ids(name: str, raw: str) -> frozenset[int]:
-    ids = set()
+    ids: set[int] = set()
     for part in raw.replace(";", ",").split(","):
         part = part.strip()
         if not part:
@@ -87,7 +93,7 @@ def _parse_ids(name: str, raw: str) -> frozenset[int]:
         try:
             ids.add(int(part))
         except ValueError:
-            raise ConfigError(f"{name} must be comma-separated Telegram user ids (numbers), got {part!r}") from None
+            raise ConfigError(f"{name} must be comma-separated Telegram ids (numbers), got {part!r}") from None
     return frozenset(ids)
 
 
@@ -162,6 +168,12 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
         max_pending_per_user=_number("MAX_PENDING_PER_USER", get("MAX_PENDING_PER_USER", "3"), int, 1, None),
         progress_interval_s=_number("PROGRESS_INTERVAL_S", get("PROGRESS_INTERVAL_S", "2.0"), float, 0.1, 60.0),
         log_level=_choice("LOG_LEVEL", get("LOG_LEVEL", "INFO"), LOG_LEVELS, upper=True),
+        data_dir=get("DATA_DIR", "./data").strip(),
+        shutdown_grace_s=_number("SHUTDOWN_GRACE_S", get("SHUTDOWN_GRACE_S", "30"), float, 0.0, 3600.0),
+        allowed_user_ids=_parse_ids("ALLOWED_USER_IDS", get("ALLOWED_USER_IDS", "")),
+        allowed_chat_ids=_parse_ids("ALLOWED_CHAT_IDS", get("ALLOWED_CHAT_IDS", "")),
+        rate_limit_per_min=_number("RATE_LIMIT_PER_MIN", get("RATE_LIMIT_PER_MIN", "10"), int, 0, None),
+        max_prompt_chars=_number("MAX_PROMPT_CHARS", get("MAX_PROMPT_CHARS", "1000"), int, 1, 4096),
     )
 
 

@@ -12,8 +12,12 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.types import BotCommand
 
+from bot.draw_service import DrawService
 from bot.handlers import create_routers
+from bot.journal import Journal
+from bot.middlewares.access import AccessMiddleware
 from bot.middlewares.language import LanguageMiddleware
+from bot.middlewares.rate_limit import RateLimitMiddleware
 from config import Settings
 from generation import GenerationEngine
 from generation.factory import build_engine
@@ -43,10 +47,14 @@ def create_bot(settings: Settings) -> Bot:
     )
 
 
-def create_dispatcher(settings: Settings, engine: GenerationEngine) -> Dispatcher:
-    # settings and engine reach handlers and filters through the workflow data.
-    dispatcher = Dispatcher(settings=settings, engine=engine)
+def create_dispatcher(settings: Settings, engine: GenerationEngine, draws: DrawService) -> Dispatcher:
+    # settings, engine and draws reach handlers, filters and middlewares as workflow data.
+    dispatcher = Dispatcher(settings=settings, engine=engine, draws=draws)
     dispatcher.update.outer_middleware(LanguageMiddleware())
+    access = AccessMiddleware()
+    dispatcher.message.outer_middleware(access)
+    dispatcher.callback_query.outer_middleware(access)
+    dispatcher.message.middleware(RateLimitMiddleware(settings.rate_limit_per_min))
     dispatcher.include_routers(*create_routers())
     return dispatcher
 
@@ -80,21 +88,32 @@ async def set_commands(bot: Bot) -> None:
 
 
 async def run_bot(settings: Settings, *, handle_signals: bool = True, stop: asyncio.Event | None = None) -> None:
-    """Start the engine (models load in the background) and poll until stopped: by
-    SIGINT/SIGTERM, or by ``stop`` being set (cancelling this coroutine instead would
-    leave aiogram's polling tasks running)."""
+    """Start the engine (models load in the background), queue again what the journal
+    holds unfinished, and poll until stopped: by SIGINT/SIGTERM, or by ``stop`` being set
+    (cancelling this coroutine instead would leave aiogram's polling tasks running).
+
+    On stop: no new work; the running batch is finished and delivered within
+    SHUTDOWN_GRACE_S; waiting requests stay in the journal for the next start."""
+    journal = Journal.in_dir(settings.data_dir)
     engine = create_engine(settings)
     bot = create_bot(settings)
-    dispatcher = create_dispatcher(settings, engine)
+    draws = DrawService(bot, engine, journal, settings.progress_interval_s)
+    dispatcher = create_dispatcher(settings, engine, draws)
     await engine.start()
     stopper = asyncio.create_task(_stop_when_set(dispatcher, stop)) if stop else None
     try:
         await set_commands(bot)
-        await dispatcher.start_polling(bot, handle_signals=handle_signals, close_bot_session=True)
+        await draws.recover()
+        await dispatcher.start_polling(bot, handle_signals=handle_signals, close_bot_session=False)
     finally:
         if stopper:
             stopper.cancel()
+        log.info("stopping: finishing the running batch (up to %.0f s)", settings.shutdown_grace_s)
+        await draws.shutdown(settings.shutdown_grace_s)
         await engine.close()
+        await bot.session.close()
+        journal.close()
+        log.info("stopped")
 
 
 async def _stop_when_set(dispatcher: Dispatcher, stop: asyncio.Event) -> None:

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import html
+import logging
 
+from aiogram import Bot
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import BufferedInputFile, Message, ReplyParameters
 
 from bot.telegram_retry import with_retries
 from bot.texts import text
 from generation import GenerationParams, GenerationResult
 
+log = logging.getLogger(__name__)
+
 # Telegram's limits for sendPhoto; past them a picture goes as a document.
 PHOTO_MAX_BYTES = 10 * 1024 * 1024
 PHOTO_MAX_SIDES_SUM = 10_000
 PHOTO_MAX_RATIO = 20
 CAPTION_PROMPT_CHARS = 300
+# A finished picture is worth waiting for: up to about five minutes of Telegram trouble.
+SEND_ATTEMPTS = 12
 
 
 def fits_as_photo(result: GenerationResult) -> bool:
@@ -49,22 +56,35 @@ def caption(params: GenerationParams, result: GenerationResult, lang: str) -> st
 
 
 async def send_picture(
-    request_message: Message,
+    bot: Bot,
+    chat_id: int,
+    reply_to: int,
     params: GenerationParams,
     result: GenerationResult,
     lang: str,
     as_document: bool,
 ) -> Message:
-    """Reply with the PNG: a photo, or a document when asked for or too large."""
-    file = BufferedInputFile(result.png, filename=f"kandinsky-{result.seed}.png")
-    reply_to = ReplyParameters(message_id=request_message.message_id, allow_sending_without_reply=True)
+    """Reply with the PNG: a photo, or a document when asked for, too large, or refused
+    as a photo."""
+    reply = ReplyParameters(message_id=reply_to, allow_sending_without_reply=True)
     text_under = caption(params, result, lang)
+
+    def file() -> BufferedInputFile:
+        return BufferedInputFile(result.png, filename=f"kandinsky-{result.seed}.png")
+
+    async def as_file() -> Message:
+        return await bot.send_document(chat_id, file(), caption=text_under, reply_parameters=reply)
+
     if as_document or not fits_as_photo(result):
+        return await with_retries(as_file, "sendDocument", SEND_ATTEMPTS)
+    try:
         return await with_retries(
-            lambda: request_message.answer_document(file, caption=text_under, reply_parameters=reply_to),
-            "sendDocument",
+            lambda: bot.send_photo(chat_id, file(), caption=text_under, reply_parameters=reply),
+            "sendPhoto",
+            SEND_ATTEMPTS,
         )
-    return await with_retries(
-        lambda: request_message.answer_photo(file, caption=text_under, reply_parameters=reply_to),
-        "sendPhoto",
-    )
+    except TelegramBadRequest as exc:
+        if "chat not found" in exc.message.lower():
+            raise
+        log.warning("sendPhoto refused (%s): sending as a document", exc.message)
+        return await with_retries(as_file, "sendDocument", SEND_ATTEMPTS)

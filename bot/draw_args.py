@@ -50,6 +50,7 @@ class DrawLimits:
     default_prior_guidance: float
     max_side: int
     max_steps: int
+    max_prompt_chars: int = 1000
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,9 @@ def parse_draw_args(args: str | None, limits: DrawLimits) -> DrawRequest:
     prompt = _unquote(" ".join(w.strip() for w in prompt_words if w.strip()))
     if not prompt:
         raise DrawArgsError("usage")
+    for value in (prompt, values.get("neg", "")):
+        if len(value) > limits.max_prompt_chars:
+            raise DrawArgsError("prompt_too_long", limit=limits.max_prompt_chars, length=len(value))
     if "size" in values and "ar" in values:
         raise DrawArgsError("size_and_ratio")
     if "size" in values:

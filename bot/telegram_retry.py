@@ -13,14 +13,14 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_ATTEMPTS = 6
-BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)
+BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 
 
-async def with_retries(call: Callable[[], Awaitable[T]], what: str) -> T:
+async def with_retries(call: Callable[[], Awaitable[T]], what: str, attempts: int = MAX_ATTEMPTS) -> T:
     """Run ``call``; on 429 wait ``retry_after``; on 5xx or network errors back off.
     Other errors (the user blocked the bot, the chat is gone) are raised at once."""
-    for attempt in range(MAX_ATTEMPTS):
-        last = attempt == MAX_ATTEMPTS - 1
+    for attempt in range(attempts):
+        last = attempt == attempts - 1
         try:
             return await call()
         except TelegramRetryAfter as exc:

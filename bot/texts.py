@@ -89,6 +89,22 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "<code>{option}</code> needs a number from {low} to {high}; got <code>{value}</code>.",
         "ru": "Для <code>{option}</code> нужно число от {low} до {high}, а не <code>{value}</code>.",
     },
+    "prompt_too_long": {
+        "en": "✂️ That description is {length} characters long; the most I accept is {limit}. Please shorten it (the model reads only about the first 60 words anyway).",
+        "ru": "✂️ В описании {length} символов, а я принимаю не больше {limit}. Сократите его (модель всё равно читает только примерно первые 60 слов).",
+    },
+    "recovered": {
+        "en": "🔄 The bot restarted. Your request «{prompt}» is back in line.",
+        "ru": "🔄 Бот перезапустился. Ваш запрос «{prompt}» снова в очереди.",
+    },
+    "not_allowed": {
+        "en": "🔒 Sorry, this bot is private. Ask its owner for access.",
+        "ru": "🔒 Извините, это частный бот. Попросите доступ у владельца.",
+    },
+    "rate_limited": {
+        "en": "🐢 That's {limit} pictures in the last minute — the most one person may ask for. Please wait {seconds} s.",
+        "ru": "🐢 Это уже {limit} картинок за минуту — больше одному человеку нельзя. Подождите {seconds} с.",
+    },
     "loading": {
         "en": "⏳ The models are still loading. Your request is in line and will be drawn as soon as they're ready.",
         "ru": "⏳ Модели ещё загружаются. Запрос в очереди — нарисую, как только они будут готовы.",

@@ -64,6 +64,7 @@ class Job:
     batch_size: int = 0
     submitted_at: float = field(default_factory=time.monotonic)
     future: asyncio.Future[GenerationResult] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    started: asyncio.Event = field(default_factory=asyncio.Event)  # set when its batch starts
 
     @property
     def batch_key(self) -> tuple:
@@ -114,6 +115,7 @@ class GenerationEngine:
         self._tasks: list[asyncio.Task] = []
         self._running: set[Job] = set()
         self._finished_at: deque[float] = deque(maxlen=10_000)
+        self._accepting = True  # False once pause() was called: a reload must not resume
 
     # -- life cycle -----------------------------------------------------------------
 
@@ -123,6 +125,11 @@ class GenerationEngine:
         await self._queue.set_paused(True)
         self._tasks = [asyncio.create_task(self._serve(w), name=f"worker {w.device}") for w in self._workers]
         self._tasks.append(asyncio.create_task(self._initial_load(), name="initial model load"))
+
+    async def pause(self) -> None:
+        """Take no new batches (for a graceful stop); running ones finish."""
+        self._accepting = False
+        await self._queue.set_paused(True)
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -160,7 +167,8 @@ class GenerationEngine:
                 raise
             self._state = ModelState.READY
             log.info("models ready on %s", ", ".join(str(w.device) for w in self._workers))
-            await self._queue.set_paused(False)
+            if self._accepting:
+                await self._queue.set_paused(False)
 
     # -- requests -------------------------------------------------------------------
 
@@ -168,13 +176,15 @@ class GenerationEngine:
     def models_state(self) -> ModelState:
         return self._state
 
-    async def submit(self, params: GenerationParams, user_id: int) -> Job:
-        """Queue a request. Raises QueueFull, UserQueueFull or ModelsUnavailable."""
+    async def submit(self, params: GenerationParams, user_id: int, *, enforce_limits: bool = True) -> Job:
+        """Queue a request. Raises QueueFull, UserQueueFull or ModelsUnavailable.
+
+        ``enforce_limits=False`` is for requests accepted earlier (recovered after a restart)."""
         if self._state is ModelState.FAILED:
             raise ModelsUnavailable(self._error or "models not loaded")
-        if self._queue.pending_for(user_id) >= self._max_pending:
+        if enforce_limits and self._queue.pending_for(user_id) >= self._max_pending:
             raise UserQueueFull()
-        if len(self._queue) >= self._max_queue:
+        if enforce_limits and len(self._queue) >= self._max_queue:
             raise QueueFull()
         job = Job(params=params, user_id=user_id)
         await self._queue.put(job)
@@ -223,10 +233,11 @@ class GenerationEngine:
                 await self._run(worker, batch)
 
     async def _run(self, worker: DeviceWorker, batch: list[Job]) -> None:
-        for job in batch:
-            job.state, job.batch_size = JobState.RUNNING, len(batch)
-            self._running.add(job)
         try:
+            for job in batch:
+                job.state, job.batch_size = JobState.RUNNING, len(batch)
+                job.started.set()
+                self._running.add(job)
             results = await worker.draw([job.params for job in batch], _progress_setter(batch))
         except GenerationError as exc:
             for job in batch:

@@ -52,8 +52,9 @@ def bot_env(tiny_models: tuple[Path, Path], api_url: str = "http://127.0.0.1:9",
 
 
 @pytest.fixture
-def make_settings(tiny_models: tuple[Path, Path]) -> Callable[..., Settings]:
+def make_settings(tiny_models: tuple[Path, Path], tmp_path: Path) -> Callable[..., Settings]:
     def make(api_url: str = "http://127.0.0.1:9", **extra: str) -> Settings:
+        extra.setdefault("DATA_DIR", str(tmp_path / "data"))
         return settings_from_env(bot_env(tiny_models, api_url, **extra))
 
     return make

@@ -188,7 +188,7 @@ async def test_flood_control_on_send_does_not_lose_the_picture(bot: FakeTelegram
 
 
 async def test_sixteen_users_at_once(bot: FakeTelegram, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="bot.handlers.draw")
+    caplog.set_level(logging.INFO, logger="bot.draw_service")
     # A fixed seed drawn alone first, to compare with the same request inside a batch.
     await bot.send_text("/draw the same fox --seed 77", user_id=300)
     [alone] = await bot.wait_for("sendPhoto", chat_id=300)
@@ -206,7 +206,7 @@ async def test_sixteen_users_at_once(bot: FakeTelegram, caplog: pytest.LogCaptur
     queued = [c for c in bot.find("sendMessage") if (c.chat_id or 0) in users and "In line" in c.data["text"]]
     assert {c.chat_id for c in queued} == set(users)
     assert max(int(re.search(r"In line: (\d+)", c.data["text"]).group(1)) for c in queued) > 1
-    batch_sizes = [int(m) for m in re.findall(r"sent: batch (\d+)", caplog.text)]
+    batch_sizes = [int(m) for m in re.findall(r"steps, batch (\d+)", caplog.text)]
     assert max(batch_sizes) > 1, batch_sizes
     [in_batch] = bot.find("sendPhoto", chat_id=301)
     a, b = (np.asarray(png_image(p.files["photo"])).astype(int) for p in (alone, in_batch))
@@ -249,7 +249,7 @@ async def test_waiting_limits_answer_busy(telegram: FakeTelegram, make_settings)
         assert not telegram.find("sendPhoto", chat_id=43)
 
 
-async def test_unexpected_error_gets_an_apology(bot: FakeTelegram) -> None:
+async def test_photo_refused_by_telegram_comes_as_document(bot: FakeTelegram) -> None:
     def plan(method: str, data: dict):
         if method == "sendPhoto":
             return 400, {"ok": False, "error_code": 400, "description": "Bad Request: PHOTO_INVALID_DIMENSIONS"}
@@ -257,7 +257,32 @@ async def test_unexpected_error_gets_an_apology(bot: FakeTelegram) -> None:
 
     bot.fault_plan = plan
     await bot.send_text("/draw a fox", user_id=50)
-    await bot.wait_for("sendMessage", chat_id=50, text_contains="Sorry, something went wrong")
-    bot.fault_plan = None
-    await bot.send_text("/draw a fox again", user_id=50)  # and the bot keeps serving
-    await bot.wait_for("sendPhoto", chat_id=50)
+    [document] = await bot.wait_for("sendDocument", chat_id=50)
+    assert png_image(document.files["document"]).size == (64, 64)
+
+
+async def test_unexpected_error_gets_an_apology(bot: FakeTelegram) -> None:
+    failed = []
+
+    def plan(method: str, data: dict):
+        if method == "sendMessage" and "Device" in data.get("text", "") and not failed:
+            failed.append(method)
+            return 400, {"ok": False, "error_code": 400, "description": "Bad Request: can't parse entities"}
+        return None
+
+    bot.fault_plan = plan
+    await bot.send_text("/status", user_id=51)
+    await bot.wait_for("sendMessage", chat_id=51, text_contains="Sorry, something went wrong")
+    await bot.send_text("/status", user_id=51)  # and the bot keeps serving
+    await bot.wait_for("sendMessage", chat_id=51, text_contains="Device")
+
+
+async def test_picture_arrives_even_if_the_status_message_fails(bot: FakeTelegram) -> None:
+    def plan(method: str, data: dict):
+        if method == "sendMessage" and "In line" in data.get("text", ""):
+            return 400, {"ok": False, "error_code": 400, "description": "Bad Request: message is too long"}
+        return None
+
+    bot.fault_plan = plan
+    await bot.send_text("/draw a fox", user_id=52)
+    await bot.wait_for("sendPhoto", chat_id=52)

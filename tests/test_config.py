@@ -56,7 +56,7 @@ def test_token_is_never_in_repr() -> None:
         ({"DEVICE": "gpu"}, "DEVICE must be auto, cpu, cuda, cuda:N"),
         ({"DTYPE": "int8"}, "DTYPE must be one of auto, float16, bfloat16, float32"),
         ({"CPU_OFFLOAD": "maybe"}, "CPU_OFFLOAD must be true or false"),
-        ({"ADMIN_IDS": "1,bob"}, "ADMIN_IDS must be comma-separated Telegram user ids"),
+        ({"ADMIN_IDS": "1,bob"}, "ADMIN_IDS must be comma-separated Telegram ids"),
         ({"DEFAULT_STEPS": "abc"}, "DEFAULT_STEPS must be an integer"),
         ({"DEFAULT_STEPS": "500"}, "DEFAULT_STEPS must be between 1 and 100"),
         ({"DEFAULT_WIDTH": "2048"}, "DEFAULT_WIDTH must be between 64 and 1024"),

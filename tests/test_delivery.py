@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.delivery import caption, fits_as_photo, shorten
-from bot.handlers.draw import failure_text
+from bot.draw_service import failure_text
 from generation import GenerationError, GenerationParams, GenerationResult, ModelsUnavailable, OutOfMemory
 
 

@@ -1,39 +1,29 @@
-"""/draw (and plain text in private chats): queue a picture, show progress, send it."""
+"""/draw (and plain text in private chats): accept a request and hand it to the service."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import html
 import logging
 
-from aiogram import Bot, F, Router
+from aiogram import F, Router
 from aiogram.enums import ChatType
-from aiogram.exceptions import TelegramBadRequest
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, Message, ReplyParameters
-from aiogram.utils.chat_action import ChatActionSender
 
-from bot.delivery import send_picture
-from bot.draw_args import DrawArgsError, DrawLimits, DrawRequest, parse_draw_args
+from bot.draw_args import DrawArgsError, DrawLimits, parse_draw_args
+from bot.draw_service import DrawService
 from bot.keyboards import CancelJob, cancel_keyboard
-from bot.progress import progress_text, track_progress
+from bot.progress import progress_text
 from bot.telegram_retry import with_retries
 from bot.texts import text
 from config import Settings
-from generation import (
-    GenerationEngine,
-    GenerationError,
-    Job,
-    JobCancelled,
-    JobState,
-    ModelsUnavailable,
-    OutOfMemory,
-    QueueFull,
-    UserQueueFull,
-)
+from generation import GenerationEngine, JobState, ModelsUnavailable, QueueFull, UserQueueFull
 
 log = logging.getLogger(__name__)
+
+RATE_LIMITED = {"rate_limited": True}  # flag read by RateLimitMiddleware
 
 
 def draw_limits(settings: Settings) -> DrawLimits:
@@ -45,22 +35,25 @@ def draw_limits(settings: Settings) -> DrawLimits:
         default_prior_guidance=settings.default_prior_guidance,
         max_side=settings.max_side,
         max_steps=settings.max_steps,
+        max_prompt_chars=settings.max_prompt_chars,
     )
 
 
 async def draw_command(
     message: Message,
     command: CommandObject,
-    bot: Bot,
+    draws: DrawService,
     engine: GenerationEngine,
     settings: Settings,
     lang: str,
 ) -> None:
-    await draw(message, command.args, bot, engine, settings, lang)
+    await draw(message, command.args, draws, engine, settings, lang)
 
 
-async def draw_plain_text(message: Message, bot: Bot, engine: GenerationEngine, settings: Settings, lang: str) -> None:
-    await draw(message, message.text, bot, engine, settings, lang)
+async def draw_plain_text(
+    message: Message, draws: DrawService, engine: GenerationEngine, settings: Settings, lang: str
+) -> None:
+    await draw(message, message.text, draws, engine, settings, lang)
 
 
 async def hint(message: Message, lang: str) -> None:
@@ -69,7 +62,7 @@ async def hint(message: Message, lang: str) -> None:
 
 
 async def draw(
-    message: Message, args: str | None, bot: Bot, engine: GenerationEngine, settings: Settings, lang: str
+    message: Message, args: str | None, draws: DrawService, engine: GenerationEngine, settings: Settings, lang: str
 ) -> None:
     try:
         request = parse_draw_args(args, draw_limits(settings))
@@ -80,7 +73,14 @@ async def draw(
 
     user_id = message.from_user.id if message.from_user else message.chat.id
     try:
-        job = await engine.submit(request.params, user_id=user_id)
+        ticket = await draws.submit(
+            params=request.params,
+            as_document=request.as_document,
+            chat_id=message.chat.id,
+            message_id=message.message_id,
+            user_id=user_id,
+            lang=lang,
+        )
     except UserQueueFull:
         await reply(message, text(lang, "busy_user", limit=settings.max_pending_per_user))
         return
@@ -90,55 +90,16 @@ async def draw(
     except ModelsUnavailable:
         await reply(message, text(lang, "models_unavailable"))
         return
-    log.info("job %s queued for user %s: %sx%s, %s steps", job.id, user_id, *request.params.batch_key[:3])
-
-    status = await reply(message, progress_text(job, engine, lang), cancel_keyboard(job.id, lang))
-    await serve(message, status, job, request, bot, engine, settings, lang)
-
-
-async def serve(
-    message: Message,
-    status: Message,
-    job: Job,
-    request: DrawRequest,
-    bot: Bot,
-    engine: GenerationEngine,
-    settings: Settings,
-    lang: str,
-) -> None:
-    """Wait for the job while keeping the status message and chat action fresh."""
-    tracker = asyncio.create_task(track_progress(status, job, engine, lang, settings.progress_interval_s))
-    try:
-        async with ChatActionSender.upload_photo(bot=bot, chat_id=message.chat.id):
-            result = await job.result()
-    except JobCancelled:
-        return  # the cancel button already said so
-    except GenerationError as exc:
-        await finish_status(status, failure_text(exc, lang))
+    if ticket is None:
+        log.info("message %s in chat %s was accepted before: not queued twice", message.message_id, message.chat.id)
         return
-    finally:
-        tracker.cancel()
-    await send_picture(message, request.params, result, lang, request.as_document)
-    log.info("job %s sent: batch %s, %.2f s", job.id, result.batch_size, result.seconds)
-    with contextlib.suppress(TelegramBadRequest):
-        await status.delete()
-
-
-def failure_text(exc: GenerationError, lang: str) -> str:
-    if isinstance(exc, OutOfMemory):
-        return text(lang, "out_of_memory")
-    if isinstance(exc, ModelsUnavailable):
-        return text(lang, "models_unavailable")
-    log.error("generation failed: %s", exc)
-    return text(lang, "failed")
-
-
-async def finish_status(status: Message, line: str) -> None:
-    """Replace the status message (and its cancel button) with the final word."""
+    log.info("job %s queued for user %s: %sx%s, %s steps", ticket.journal_id, user_id, *request.params.batch_key[:3])
     try:
-        await with_retries(lambda: status.edit_text(line, reply_markup=None), "editMessageText")
-    except TelegramBadRequest:  # the status message is gone: say it anew
-        await with_retries(lambda: status.answer(line), "sendMessage")
+        status = await reply(message, progress_text(ticket.job, engine, lang), cancel_keyboard(ticket.job.id, lang))
+    except TelegramAPIError as exc:  # no status message, but the picture still comes
+        log.warning("job %s: status message not sent: %s", ticket.journal_id, exc)
+        status = None
+    draws.follow(ticket, status)
 
 
 async def reply(message: Message, line: str, keyboard=None) -> Message:
@@ -164,8 +125,10 @@ async def cancel(query: CallbackQuery, callback_data: CancelJob, engine: Generat
 
 def create_router() -> Router:
     router = Router(name="draw")
-    router.message.register(draw_command, Command("draw"))
-    router.message.register(draw_plain_text, F.chat.type == ChatType.PRIVATE, F.text, ~F.text.startswith("/"))
+    router.message.register(draw_command, Command("draw"), flags=RATE_LIMITED)
+    router.message.register(
+        draw_plain_text, F.chat.type == ChatType.PRIVATE, F.text, ~F.text.startswith("/"), flags=RATE_LIMITED
+    )
     router.message.register(hint, F.chat.type == ChatType.PRIVATE)
     router.callback_query.register(cancel, CancelJob.filter())
     return router
