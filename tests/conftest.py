@@ -87,6 +87,36 @@ async def bot(telegram: FakeTelegram, make_settings: Callable[..., Settings]) ->
         yield telegram
 
 
+ROOT = Path(__file__).parent.parent
+
+
+class BotProcess:
+    """``python main.py`` in its own process, its output going to a log file."""
+
+    def __init__(self, env: dict[str, str], workdir: Path, log_name: str = "bot.log") -> None:
+        self.env = {**os.environ, **env}
+        self.workdir = workdir
+        self.log_path = workdir / log_name
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> BotProcess:
+        log = self.log_path.open("ab")
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, str(ROOT / "main.py"), cwd=self.workdir, env=self.env, stdout=log, stderr=log
+        )
+        log.close()
+        return self
+
+    async def stop(self, sig: int, timeout: float = 60) -> int:
+        assert self.process is not None
+        if self.process.returncode is None:
+            self.process.send_signal(sig)
+        return await asyncio.wait_for(self.process.wait(), timeout)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
 def png_image(data: bytes) -> Image.Image:
     assert data.startswith(b"\x89PNG\r\n\x1a\n"), "not a PNG"
     image = Image.open(io.BytesIO(data))

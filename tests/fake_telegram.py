@@ -46,6 +46,11 @@ class FakeTelegram:
         self.token = token
         self.calls: list[Call] = []
         self.fault_plan: FaultPlan | None = None
+        # While ``hold`` is set, pictures sent to the server wait unrecorded (a stalled
+        # network); released with ``drop_held`` they fail, as if the sender had died.
+        self.hold = asyncio.Event()
+        self.drop_held = False
+        self._released = asyncio.Event()
         self._updates: list[dict[str, Any]] = []
         self._next_update = 1
         self._next_message = 1000
@@ -75,6 +80,10 @@ class FakeTelegram:
             return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
         method = request.match_info["method"]
         data, files = await _read_form(request)
+        if self.hold.is_set() and method in ("sendPhoto", "sendDocument"):
+            await self._released.wait()
+            if self.drop_held:
+                return web.json_response({"ok": False, "error_code": 502, "description": "Bad Gateway"}, status=502)
         if method != "getUpdates" and self.fault_plan:
             fault = self.fault_plan(method, data)
             if fault is not None:
@@ -130,6 +139,11 @@ class FakeTelegram:
         return True  # deleteMessage, sendChatAction, answerCallbackQuery, setMyCommands, ...
 
     # -- test side -----------------------------------------------------------------
+
+    def release_held(self, *, drop: bool) -> None:
+        self.drop_held = drop
+        self._released.set()
+        self.hold.clear()
 
     async def _push(self, update: dict[str, Any]) -> None:
         async with self._changed:

@@ -8,35 +8,26 @@ import signal
 import sys
 from pathlib import Path
 
-from conftest import TOKEN, bot_env, png_image
+from conftest import ROOT, TOKEN, BotProcess, bot_env, png_image
 from fake_telegram import FakeTelegram
-
-ROOT = Path(__file__).parent.parent
 
 
 async def test_main_draws_and_keeps_the_token_out_of_logs(
     telegram: FakeTelegram, tiny_models: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    env = {**os.environ, **bot_env(tiny_models, telegram.url, LOG_LEVEL="DEBUG")}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(ROOT / "main.py"),
-        cwd=tmp_path,  # no .env there: everything comes from the environment
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
+    # cwd is a fresh directory: no .env there, everything comes from the environment.
+    bot = await BotProcess(bot_env(tiny_models, telegram.url, LOG_LEVEL="DEBUG"), tmp_path).start()
     try:
         await telegram.send_text("/draw a red fox --size 64x128", user_id=3)
         [photo] = await telegram.wait_for("sendPhoto", chat_id=3, timeout=120)
         assert png_image(photo.files["photo"]).size == (64, 128)
     finally:
-        process.send_signal(signal.SIGINT)  # what Ctrl+C sends; docker stop sends SIGTERM
-        output, _ = await asyncio.wait_for(process.communicate(), timeout=60)
-    log = output.decode()
-    assert process.returncode == 0, log
+        code = await bot.stop(signal.SIGINT)  # what Ctrl+C sends; docker stop sends SIGTERM
+    log = bot.log()
+    assert code == 0, log
     assert "Start polling" in log  # DEBUG logging really ran
     assert TOKEN not in log and TOKEN.split(":")[1] not in log
+    assert (tmp_path / "data" / "jobs.sqlite3").exists()  # DATA_DIR defaults to ./data
 
 
 async def test_bad_setting_stops_start_up_with_a_clear_message(tmp_path: Path) -> None:
