@@ -5,7 +5,8 @@ FROM python:3.11-slim
 
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    HF_HOME=/data/huggingface
+    HF_HOME=/data/huggingface \
+    DATA_DIR=/data
 
 WORKDIR /app
 COPY pyproject.toml README.md config.py main.py ./
