@@ -286,3 +286,23 @@ async def test_picture_arrives_even_if_the_status_message_fails(bot: FakeTelegra
     bot.fault_plan = plan
     await bot.send_text("/draw a fox", user_id=52)
     await bot.wait_for("sendPhoto", chat_id=52)
+
+
+async def test_blocked_user_is_not_retried_forever(bot: FakeTelegram, tmp_path) -> None:
+    attempts = []
+
+    def plan(method: str, data: dict):
+        if method in ("sendPhoto", "sendDocument"):
+            attempts.append(method)
+            return 403, {"ok": False, "error_code": 403, "description": "Forbidden: bot was blocked by the user"}
+        return None
+
+    bot.fault_plan = plan
+    await bot.send_text("/draw a fox", user_id=53)
+    await bot.wait_for("editMessageText", chat_id=53, text_contains="Sorry")
+    assert attempts == ["sendPhoto"]
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "data" / "jobs.sqlite3") as db:
+        [(state, error)] = db.execute("SELECT state, error FROM jobs").fetchall()
+    assert state == "failed" and "blocked" in error
