@@ -117,17 +117,19 @@ def _choice(name: str, raw: str, allowed: tuple[str, ...], *, upper: bool = Fals
     return value
 
 
-def settings_from_env(env: Mapping[str, str]) -> Settings:
-    """Build validated settings from a mapping of environment variables."""
+def settings_from_env(env: Mapping[str, str], *, require_token: bool = True) -> Settings:
+    """Build validated settings from a mapping of environment variables.
+
+    ``require_token=False`` is for commands that never talk to Telegram (draw, prefetch)."""
 
     def get(name: str, default: str) -> str:
         value = env.get(name)
         return default if value is None or value.strip() == "" else value
 
     token = env.get("BOT_TOKEN", "").strip()
-    if not token:
+    if not token and require_token:
         raise ConfigError("BOT_TOKEN is required: the token @BotFather gave your bot")
-    if ":" not in token or any(c.isspace() for c in token):
+    if token and (":" not in token or any(c.isspace() for c in token)):
         raise ConfigError("BOT_TOKEN does not look like a bot token (expected 123456:ABC...)")
 
     api_url = get("TELEGRAM_API_URL", OFFICIAL_BOT_API).strip().rstrip("/")
@@ -177,8 +179,8 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
     )
 
 
-def load_settings(env_file: str | None = ".env") -> Settings:
+def load_settings(env_file: str | None = ".env", *, require_token: bool = True) -> Settings:
     """Read ``.env`` (without overriding real environment variables), then the environment."""
     if env_file:
         load_dotenv(env_file, override=False)
-    return settings_from_env(os.environ)
+    return settings_from_env(os.environ, require_token=require_token)

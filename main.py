@@ -1,10 +1,18 @@
-"""Start the Kandinsky 2.2 Telegram bot: ``python main.py`` (settings from .env / env)."""
+"""Kandinsky 2.2 Telegram bot.
+
+python main.py                  run the bot (settings from .env and the environment)
+python main.py draw "a red fox" -o fox.png [--size 512x512 --steps 30 ...]
+python main.py prefetch         download both models into the Hugging Face cache
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
+import shlex
 import sys
+from pathlib import Path
 
 from config import ConfigError, Settings, load_settings
 
@@ -32,16 +40,114 @@ def setup_logging(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
 
 
-def main() -> int:
+def parse_command_line(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(
+        prog="python main.py", description="Self-hosted Telegram bot drawing with Kandinsky 2.2."
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("run", help="run the bot (the default)")
+    draw = commands.add_parser(
+        "draw",
+        help="draw one picture without Telegram, to check a GPU set-up",
+        description="Draw one picture. Options after the prompt are those of /draw: --neg TEXT, "
+        "--size WxH, --ar W:H, --steps N, --seed N, --guidance X, --prior-guidance X.",
+    )
+    draw.add_argument("prompt", help="what to draw, in quotes")
+    draw.add_argument("-o", "--output", default="picture.png", help="PNG file to write (default: picture.png)")
+    commands.add_parser("prefetch", help="download both models into the Hugging Face cache (HF_HOME)")
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "draw":
+        parser.error(f"unrecognised arguments: {' '.join(rest)}")
+    return args, rest
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, draw_options = parse_command_line(sys.argv[1:] if argv is None else argv)
+    command = args.command or "run"
     try:
-        settings = load_settings()
+        settings = load_settings(require_token=command == "run")
     except ConfigError as exc:
         print(f"Configuration error: {exc}", file=sys.stderr)
         return 2
     setup_logging(settings)
+    if command == "draw":
+        return draw_once(settings, args.prompt, draw_options, Path(args.output))
+    if command == "prefetch":
+        return prefetch(settings)
     from bot.app import run_bot  # after logging is set: importing torch takes seconds
 
     asyncio.run(run_bot(settings))
+    return 0
+
+
+def draw_once(settings: Settings, prompt: str, options: list[str], output: Path) -> int:
+    """One picture through the same engine the bot uses, with a progress bar."""
+    from tqdm import tqdm
+
+    from bot.draw_args import DrawArgsError, parse_draw_args
+    from bot.handlers.draw import draw_limits
+    from bot.texts import text
+    from generation import GenerationError
+    from generation.factory import build_engine
+
+    try:
+        request = parse_draw_args(" ".join([prompt, *map(shlex.quote, options)]), draw_limits(settings))
+    except DrawArgsError as exc:
+        print(text("en", exc.key, **exc.params).replace("<code>", "").replace("</code>", ""), file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        engine = build_engine(
+            prior_model=settings.prior_model,
+            decoder_model=settings.decoder_model,
+            device=settings.device,
+            dtype=settings.dtype,
+            cpu_offload=settings.cpu_offload,
+            compile=settings.compile,
+            prior_steps=settings.prior_steps,
+            warm_up_size=(request.params.width, request.params.height),
+        )
+        await engine.start()
+        try:
+            job = await engine.submit(request.params, user_id=0)
+            total = request.params.num_inference_steps
+            with tqdm(total=total, desc="drawing", unit="step") as bar:
+                while not job.future.done():
+                    await asyncio.wait({job.future}, timeout=0.2)
+                    bar.update(job.step - bar.n)
+                try:
+                    result = await job.result()
+                except GenerationError as exc:
+                    print(f"Failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+                    return 1
+                bar.update(total - bar.n)
+        finally:
+            await engine.close()
+        output.write_bytes(result.png)
+        print(f"{output}: {result.width}x{result.height}, seed {result.seed}, {result.seconds:.1f} s")
+        return 0
+
+    return asyncio.run(run())
+
+
+def prefetch(settings: Settings) -> int:
+    """Download both pipelines into the Hugging Face cache (a local directory is left alone)."""
+    from diffusers import KandinskyV22Pipeline, KandinskyV22PriorPipeline
+
+    for pipeline, model in (
+        (KandinskyV22PriorPipeline, settings.prior_model),
+        (KandinskyV22Pipeline, settings.decoder_model),
+    ):
+        if Path(model).is_dir():
+            print(f"{model}: a local directory, nothing to download")
+            continue
+        print(f"downloading {model} ...")
+        try:
+            path = pipeline.download(model)
+        except Exception as exc:  # offline, a typo in the id, no space left
+            print(f"Could not download {model}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
+        print(f"{model}: cached in {path}")
     return 0
 
 

@@ -1,0 +1,71 @@
+"""The command line: draw one picture without Telegram, prefetch the models, --help."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import ROOT, png_image
+
+
+def run_main(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if k != "BOT_TOKEN"}  # draw needs no token
+    environment.update(env, HF_HUB_OFFLINE="1")
+    return subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), *args], cwd=cwd, env=environment, capture_output=True, text=True
+    )
+
+
+def test_help_lists_the_commands(tmp_path: Path) -> None:
+    result = run_main(["--help"], tmp_path)
+    assert result.returncode == 0
+    for command in ("run", "draw", "prefetch"):
+        assert command in result.stdout
+
+
+def test_draw_writes_a_png_with_progress(tiny_models: tuple[Path, Path], tmp_path: Path) -> None:
+    prior, decoder = tiny_models
+    result = run_main(
+        [
+            "draw",
+            "a red fox",
+            "--size",
+            "128x64",
+            "--steps",
+            "5",
+            "--seed",
+            "3",
+            "--neg",
+            "blurry, text",
+            "-o",
+            "fox.png",
+        ],
+        tmp_path,
+        PRIOR_MODEL=str(prior),
+        DECODER_MODEL=str(decoder),
+        DEVICE="cpu",
+        PRIOR_STEPS="2",
+    )
+    assert result.returncode == 0, result.stderr
+    assert png_image((tmp_path / "fox.png").read_bytes()).size == (128, 64)
+    assert "seed 3" in result.stdout
+    assert "5/5" in result.stderr  # the progress bar reached the end
+
+
+def test_draw_rejects_bad_options_clearly(tmp_path: Path) -> None:
+    result = run_main(["draw", "a fox", "--steps", "500"], tmp_path)
+    assert result.returncode == 2
+    assert "--steps needs a whole number from 1 to 100; got 500." in result.stderr
+    assert not (tmp_path / "picture.png").exists()
+
+
+def test_prefetch(tiny_models: tuple[Path, Path], tmp_path: Path) -> None:
+    prior, decoder = tiny_models
+    local = run_main(["prefetch"], tmp_path, PRIOR_MODEL=str(prior), DECODER_MODEL=str(decoder))
+    assert local.returncode == 0 and local.stdout.count("nothing to download") == 2
+    # Offline (as here), a hub id cannot be fetched: said plainly, exit 1.
+    offline = run_main(["prefetch"], tmp_path, HF_HOME=str(tmp_path / "hf"))
+    assert offline.returncode == 1
+    assert "Could not download kandinsky-community/kandinsky-2-2-prior" in offline.stderr
