@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from dotenv import load_dotenv
 
@@ -56,6 +57,16 @@ class Settings:
     allowed_chat_ids: frozenset[int] = frozenset()
     rate_limit_per_min: int = 10
     max_prompt_chars: int = 1000
+    http_port: int | None = None
+    http_host: str = "127.0.0.1"
+    api_token: str = field(default="", repr=False)
+    webhook_url: str = ""
+    webhook_secret: str = field(default="", repr=False)
+
+    @property
+    def webhook_path(self) -> str:
+        """The path part of WEBHOOK_URL, served on the bot's own HTTP server."""
+        return urlsplit(self.webhook_url).path or "/webhook"
 
     @property
     def default_pixels(self) -> int:
@@ -176,7 +187,39 @@ def settings_from_env(env: Mapping[str, str], *, require_token: bool = True) -> 
         allowed_chat_ids=_parse_ids("ALLOWED_CHAT_IDS", get("ALLOWED_CHAT_IDS", "")),
         rate_limit_per_min=_number("RATE_LIMIT_PER_MIN", get("RATE_LIMIT_PER_MIN", "10"), int, 0, None),
         max_prompt_chars=_number("MAX_PROMPT_CHARS", get("MAX_PROMPT_CHARS", "1000"), int, 1, 4096),
+        **_http_settings(get),
     )
+
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def _http_settings(get: Callable[[str, str], str]) -> dict:
+    """HTTP API and webhook settings, checked together: they share one server."""
+    port_raw = get("HTTP_PORT", "")
+    port = _number("HTTP_PORT", port_raw, int, 1, 65535) if port_raw else None
+    host = get("HTTP_HOST", "127.0.0.1").strip()
+    api_token = get("API_TOKEN", "").strip()
+    webhook_url = get("WEBHOOK_URL", "").strip()
+    webhook_secret = get("WEBHOOK_SECRET", "").strip()
+    if port is not None and host not in LOCAL_HOSTS and not api_token:
+        raise ConfigError(
+            f"API_TOKEN is required when HTTP_HOST={host} makes the HTTP API reachable from other machines"
+        )
+    if webhook_url:
+        if not webhook_url.startswith("https://"):
+            raise ConfigError(f"WEBHOOK_URL must be an https:// address Telegram can reach, got {webhook_url!r}")
+        if port is None:
+            raise ConfigError("WEBHOOK_URL needs HTTP_PORT: the webhook is served on the bot's own HTTP server")
+    if webhook_secret and not all(c.isalnum() or c in "_-" for c in webhook_secret):
+        raise ConfigError("WEBHOOK_SECRET may hold only letters, digits, _ and - (1-256 characters)")
+    return {
+        "http_port": port,
+        "http_host": host,
+        "api_token": api_token,
+        "webhook_url": webhook_url,
+        "webhook_secret": webhook_secret,
+    }
 
 
 def load_settings(env_file: str | None = ".env", *, require_token: bool = True) -> Settings:

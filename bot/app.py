@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
@@ -11,13 +12,17 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.types import BotCommand
+from aiogram.webhook.aiohttp_server import SimpleRequestHandler
+from aiohttp import web
 
 from bot.draw_service import DrawService
 from bot.handlers import create_routers
+from bot.handlers.draw import draw_limits
 from bot.journal import Journal
 from bot.middlewares.access import AccessMiddleware
 from bot.middlewares.language import LanguageMiddleware
 from bot.middlewares.rate_limit import RateLimitMiddleware
+from bot.web.api import add_api
 from config import Settings
 from generation import GenerationEngine
 from generation.factory import build_engine
@@ -87,33 +92,83 @@ async def set_commands(bot: Bot) -> None:
         log.warning("could not set the command menu: %s", exc)
 
 
+async def start_http_server(
+    settings: Settings, engine: GenerationEngine, dispatcher: Dispatcher, bot: Bot
+) -> web.AppRunner | None:
+    """The HTTP API, /metrics and (in webhook mode) the webhook, on HTTP_HOST:HTTP_PORT."""
+    if settings.http_port is None:
+        return None
+    app = web.Application()
+    add_api(app, engine, draw_limits(settings), settings.api_token)
+    if settings.webhook_url:
+        # Telegram sends WEBHOOK_SECRET back in a header; aiogram refuses updates without it.
+        SimpleRequestHandler(
+            dispatcher, bot, secret_token=settings.webhook_secret or None, handle_in_background=True
+        ).register(app, path=settings.webhook_path)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.http_host, settings.http_port).start()
+    log.info("HTTP server on %s:%s", settings.http_host, settings.http_port)
+    return runner
+
+
 async def run_bot(settings: Settings, *, handle_signals: bool = True, stop: asyncio.Event | None = None) -> None:
     """Start the engine (models load in the background), queue again what the journal
-    holds unfinished, and poll until stopped: by SIGINT/SIGTERM, or by ``stop`` being set
-    (cancelling this coroutine instead would leave aiogram's polling tasks running).
+    holds unfinished, and take updates (polling, or the webhook when WEBHOOK_URL is set)
+    until stopped: by SIGINT/SIGTERM, or by ``stop`` being set (cancelling this coroutine
+    instead would leave aiogram's polling tasks running).
 
     On stop: no new work; the running batch is finished and delivered within
     SHUTDOWN_GRACE_S; waiting requests stay in the journal for the next start."""
+    stop = stop or asyncio.Event()
     journal = Journal.in_dir(settings.data_dir)
     engine = create_engine(settings)
     bot = create_bot(settings)
     draws = DrawService(bot, engine, journal, settings.progress_interval_s)
     dispatcher = create_dispatcher(settings, engine, draws)
     await engine.start()
-    stopper = asyncio.create_task(_stop_when_set(dispatcher, stop)) if stop else None
+    http = await start_http_server(settings, engine, dispatcher, bot)
     try:
         await set_commands(bot)
         await draws.recover()
-        await dispatcher.start_polling(bot, handle_signals=handle_signals, close_bot_session=False)
+        if settings.webhook_url:
+            await take_webhook_updates(settings, bot, dispatcher, stop, handle_signals)
+        else:
+            await take_polled_updates(bot, dispatcher, stop, handle_signals)
     finally:
-        if stopper:
-            stopper.cancel()
         log.info("stopping: finishing the running batch (up to %.0f s)", settings.shutdown_grace_s)
+        if http:
+            await http.cleanup()
         await draws.shutdown(settings.shutdown_grace_s)
         await engine.close()
         await bot.session.close()
         journal.close()
         log.info("stopped")
+
+
+async def take_polled_updates(bot: Bot, dispatcher: Dispatcher, stop: asyncio.Event, handle_signals: bool) -> None:
+    await bot.delete_webhook(drop_pending_updates=False)  # getUpdates is refused while one is set
+    stopper = asyncio.create_task(_stop_when_set(dispatcher, stop))
+    try:
+        await dispatcher.start_polling(bot, handle_signals=handle_signals, close_bot_session=False)
+    finally:
+        stopper.cancel()
+
+
+async def take_webhook_updates(
+    settings: Settings, bot: Bot, dispatcher: Dispatcher, stop: asyncio.Event, handle_signals: bool
+) -> None:
+    if handle_signals:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+    await bot.set_webhook(
+        settings.webhook_url,
+        secret_token=settings.webhook_secret or None,
+        allowed_updates=dispatcher.resolve_used_update_types(),
+    )
+    log.info("webhook set; waiting for updates on %s", settings.webhook_path)
+    await stop.wait()
 
 
 async def _stop_when_set(dispatcher: Dispatcher, stop: asyncio.Event) -> None:

@@ -176,3 +176,63 @@ def _number(option: str, raw: str | None, default: float) -> float:
     if not 0.0 <= value <= GUIDANCE_MAX:  # also rejects nan and inf
         raise DrawArgsError("bad_number", option=option, low=0, high=int(GUIDANCE_MAX), value=raw)
     return value
+
+
+# The old service's POST /generate body: field -> (the /draw option it matches).
+JSON_FIELDS = {
+    "prompt": None,
+    "negative_prompt": "--neg",
+    "width": "--size",
+    "height": "--size",
+    "num_inference_steps": "--steps",
+    "guidance_scale": "--guidance",
+    "prior_guidance_scale": "--prior-guidance",
+    "seed": "--seed",
+}
+
+
+def params_from_json(body: object, limits: DrawLimits) -> GenerationParams:
+    """Validate an old-service JSON body exactly as ``/draw`` validates its options."""
+    if not isinstance(body, dict):
+        raise DrawArgsError("json_not_object")
+    unknown = sorted(set(body) - set(JSON_FIELDS))
+    if unknown:
+        raise DrawArgsError("unknown_field", field=unknown[0], available=", ".join(JSON_FIELDS))
+    prompt = body.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise DrawArgsError("prompt_required")
+    negative = body.get("negative_prompt")
+    if negative is not None and not isinstance(negative, str):
+        raise DrawArgsError("bad_field", field="negative_prompt", expected="string")
+    for value in (prompt, negative or ""):
+        if len(value) > limits.max_prompt_chars:
+            raise DrawArgsError("prompt_too_long", limit=limits.max_prompt_chars, length=len(value))
+
+    def field(name: str) -> str | None:
+        value = body.get(name)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise DrawArgsError("bad_field", field=name, expected="number")
+        return str(value)
+
+    width = field("width") or str(limits.default_width)
+    height = field("height") or str(limits.default_height)
+    if "." in width + height:
+        raise DrawArgsError("bad_size", value=f"{width}x{height}")
+    seed = field("seed")
+    width_px, height_px = _size(f"{width}x{height}", limits.max_side)
+    return GenerationParams(
+        prompt=prompt.strip(),
+        negative_prompt=negative.strip() if negative and negative.strip() else None,
+        width=width_px,
+        height=height_px,
+        num_inference_steps=_integer(
+            "num_inference_steps", field("num_inference_steps"), 1, limits.max_steps, limits.default_steps
+        ),
+        guidance_scale=_number("guidance_scale", field("guidance_scale"), limits.default_guidance),
+        prior_guidance_scale=_number(
+            "prior_guidance_scale", field("prior_guidance_scale"), limits.default_prior_guidance
+        ),
+        seed=_integer("seed", seed, 0, SEED_MAX, None) if seed is not None else secrets.randbelow(SEED_MAX + 1),
+    )

@@ -146,9 +146,11 @@ class DrawService:
                 result = await job.result()
         except JobCancelled:
             self._journal.mark(ticket.journal_id, State.CANCELLED)
+            _log_job(ticket, "cancelled")
             return
         except GenerationError as exc:
             self._journal.mark(ticket.journal_id, State.FAILED, f"{type(exc).__name__}: {exc}")
+            _log_job(ticket, type(exc).__name__)
             await self._finish_status(ticket, status, failure_text(exc, ticket.lang))
             return
         finally:
@@ -161,20 +163,12 @@ class DrawService:
         except TelegramAPIError as exc:  # final: blocked, chat gone, or Telegram down for minutes
             log.error("job %s: picture not delivered: %s", ticket.journal_id, exc)
             self._journal.mark(ticket.journal_id, State.FAILED, f"send: {exc}")
+            _log_job(ticket, "undeliverable", result.seconds)
             with contextlib.suppress(TelegramAPIError):
                 await self._finish_status(ticket, status, text(ticket.lang, "failed"))
             return
         self._journal.mark(ticket.journal_id, State.SENT)
-        log.info(
-            "job %s sent: user %s, %sx%s, %s steps, batch %s, %.2f s",
-            ticket.journal_id,
-            job.user_id,
-            result.width,
-            result.height,
-            ticket.params.num_inference_steps,
-            result.batch_size,
-            result.seconds,
-        )
+        _log_job(ticket, "sent", result.seconds)
         if status is not None:
             with contextlib.suppress(TelegramAPIError):
                 await status.delete()
@@ -193,6 +187,24 @@ class DrawService:
                 pass
         reply = ReplyParameters(message_id=ticket.message_id, allow_sending_without_reply=True)
         await with_retries(lambda: self._bot.send_message(ticket.chat_id, line, reply_parameters=reply), "sendMessage")
+
+
+def _log_job(ticket: Ticket, outcome: str, generation_s: float | None = None) -> None:
+    """One structured line per job, whatever its end."""
+    job, params = ticket.job, ticket.params
+    log.info(
+        "job id=%s user=%s chat=%s size=%sx%s steps=%s batch=%s queue_s=%.2f generation_s=%s outcome=%s",
+        ticket.journal_id,
+        job.user_id,
+        ticket.chat_id,
+        params.width,
+        params.height,
+        params.num_inference_steps,
+        job.batch_size,
+        job.waited_s,
+        f"{generation_s:.2f}" if generation_s is not None else "-",
+        outcome,
+    )
 
 
 def failure_text(exc: GenerationError, lang: str) -> str:

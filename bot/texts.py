@@ -105,6 +105,22 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "🐢 That's {limit} pictures in the last minute — the most one person may ask for. Please wait {seconds} s.",
         "ru": "🐢 Это уже {limit} картинок за минуту — больше одному человеку нельзя. Подождите {seconds} с.",
     },
+    "json_not_object": {
+        "en": "The request body must be a JSON object.",
+        "ru": "Тело запроса должно быть объектом JSON.",
+    },
+    "unknown_field": {
+        "en": "Unknown field <code>{field}</code>. Available: {available}.",
+        "ru": "Неизвестное поле <code>{field}</code>. Есть такие: {available}.",
+    },
+    "bad_field": {
+        "en": "<code>{field}</code> has the wrong type: a JSON {expected} is expected.",
+        "ru": "У поля <code>{field}</code> неверный тип: нужен JSON {expected}.",
+    },
+    "prompt_required": {
+        "en": "<code>prompt</code> is required: a non-empty string saying what to draw.",
+        "ru": "Нужно поле <code>prompt</code>: непустая строка с описанием картинки.",
+    },
     "loading": {
         "en": "⏳ The models are still loading. Your request is in line and will be drawn as soon as they're ready.",
         "ru": "⏳ Модели ещё загружаются. Запрос в очереди — нарисую, как только они будут готовы.",

@@ -23,6 +23,7 @@ from generation.errors import (
     GenerationError,
     JobCancelled,
     ModelsUnavailable,
+    OutOfMemory,
     QueueFull,
     UserQueueFull,
 )
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 
 # Builds the pipelines of one device; runs on that device's worker thread.
 PipelineLoader = Callable[[torch.device], KandinskyPipelines]
+# Told how each request ended: "done", "failed", "out_of_memory", "cancelled",
+# "models_unavailable" or "rejected" (queue full; no job then).
+Observer = Callable[[str, "Job | None"], None]
 
 
 class JobState(enum.Enum):
@@ -65,6 +69,12 @@ class Job:
     submitted_at: float = field(default_factory=time.monotonic)
     future: asyncio.Future[GenerationResult] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     started: asyncio.Event = field(default_factory=asyncio.Event)  # set when its batch starts
+    started_at: float | None = None
+
+    @property
+    def waited_s(self) -> float:
+        """Seconds spent in the queue before its batch started (so far, if still waiting)."""
+        return (self.started_at or time.monotonic()) - self.submitted_at
 
     @property
     def batch_key(self) -> tuple:
@@ -116,6 +126,7 @@ class GenerationEngine:
         self._running: set[Job] = set()
         self._finished_at: deque[float] = deque(maxlen=10_000)
         self._accepting = True  # False once pause() was called: a reload must not resume
+        self._observers: list[Observer] = []
 
     # -- life cycle -----------------------------------------------------------------
 
@@ -172,6 +183,17 @@ class GenerationEngine:
 
     # -- requests -------------------------------------------------------------------
 
+    def add_observer(self, observer: Observer) -> None:
+        """Called on the event loop as each request ends (for metrics)."""
+        self._observers.append(observer)
+
+    def _notify(self, outcome: str, job: Job | None) -> None:
+        for observer in self._observers:
+            try:
+                observer(outcome, job)
+            except Exception:  # metrics must never break serving
+                log.exception("observer failed")
+
     @property
     def models_state(self) -> ModelState:
         return self._state
@@ -181,10 +203,13 @@ class GenerationEngine:
 
         ``enforce_limits=False`` is for requests accepted earlier (recovered after a restart)."""
         if self._state is ModelState.FAILED:
+            self._notify("models_unavailable", None)
             raise ModelsUnavailable(self._error or "models not loaded")
         if enforce_limits and self._queue.pending_for(user_id) >= self._max_pending:
+            self._notify("rejected", None)
             raise UserQueueFull()
         if enforce_limits and len(self._queue) >= self._max_queue:
+            self._notify("rejected", None)
             raise QueueFull()
         job = Job(params=params, user_id=user_id)
         await self._queue.put(job)
@@ -207,6 +232,7 @@ class GenerationEngine:
         job.state = JobState.CANCELLED
         job.future.set_exception(JobCancelled())
         job.future.exception()  # retrieved: nobody need await a cancelled job
+        self._notify("cancelled", job)
         return True
 
     def status(self) -> EngineStatus:
@@ -234,8 +260,9 @@ class GenerationEngine:
 
     async def _run(self, worker: DeviceWorker, batch: list[Job]) -> None:
         try:
+            now = time.monotonic()
             for job in batch:
-                job.state, job.batch_size = JobState.RUNNING, len(batch)
+                job.state, job.batch_size, job.started_at = JobState.RUNNING, len(batch), now
                 job.started.set()
                 self._running.add(job)
             results = await worker.draw([job.params for job in batch], _progress_setter(batch))
@@ -255,6 +282,7 @@ class GenerationEngine:
                 self._finished_at.append(time.monotonic())
                 if not job.future.done():
                     job.future.set_result(result)
+                self._notify("done", job)
         finally:
             self._running.difference_update(batch)
 
@@ -263,6 +291,8 @@ class GenerationEngine:
         if not job.future.done():
             job.future.set_exception(error)
             job.future.exception()  # mark retrieved; the caller may be gone
+        outcome = {OutOfMemory: "out_of_memory", ModelsUnavailable: "models_unavailable"}.get(type(error), "failed")
+        self._notify(outcome, job)
 
 
 def _progress_setter(batch: list[Job]) -> Callable[[int, int], None]:

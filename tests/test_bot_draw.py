@@ -206,7 +206,7 @@ async def test_sixteen_users_at_once(bot: FakeTelegram, caplog: pytest.LogCaptur
     queued = [c for c in bot.find("sendMessage") if (c.chat_id or 0) in users and "In line" in c.data["text"]]
     assert {c.chat_id for c in queued} == set(users)
     assert max(int(re.search(r"In line: (\d+)", c.data["text"]).group(1)) for c in queued) > 1
-    batch_sizes = [int(m) for m in re.findall(r"steps, batch (\d+)", caplog.text)]
+    batch_sizes = [int(m) for m in re.findall(r"batch=(\d+)", caplog.text)]
     assert max(batch_sizes) > 1, batch_sizes
     [in_batch] = bot.find("sendPhoto", chat_id=301)
     a, b = (np.asarray(png_image(p.files["photo"])).astype(int) for p in (alone, in_batch))

@@ -65,6 +65,11 @@ def test_token_is_never_in_repr() -> None:
         ({"MAX_SIDE": "0"}, "MAX_SIDE must be between 64 and 4096"),
         ({"TELEGRAM_API_URL": "api.telegram.org"}, "TELEGRAM_API_URL must start with http"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL must be one of"),
+        ({"HTTP_PORT": "99999"}, "HTTP_PORT must be between 1 and 65535"),
+        ({"HTTP_PORT": "8080", "HTTP_HOST": "0.0.0.0"}, "API_TOKEN is required when HTTP_HOST=0.0.0.0"),
+        ({"WEBHOOK_URL": "https://bot.example.org/hook"}, "WEBHOOK_URL needs HTTP_PORT"),
+        ({"WEBHOOK_URL": "http://bot.example.org/hook", "HTTP_PORT": "80"}, "WEBHOOK_URL must be an https://"),
+        ({"RATE_LIMIT_PER_MIN": "-1"}, "RATE_LIMIT_PER_MIN must be 0 or more"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:
