@@ -55,6 +55,7 @@ def parse_command_line(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     draw.add_argument("prompt", help="what to draw, in quotes")
     draw.add_argument("-o", "--output", default="picture.png", help="PNG file to write (default: picture.png)")
     commands.add_parser("prefetch", help="download both models into the Hugging Face cache (HF_HOME)")
+    commands.add_parser("health", help="exit 0 if the running bot's /health says healthy (needs HTTP_PORT)")
     args, rest = parser.parse_known_args(argv)
     if rest and args.command != "draw":
         parser.error(f"unrecognised arguments: {' '.join(rest)}")
@@ -74,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         return draw_once(settings, args.prompt, draw_options, Path(args.output))
     if command == "prefetch":
         return prefetch(settings)
+    if command == "health":
+        return health(settings)
     from bot.app import run_bot  # after logging is set: importing torch takes seconds
 
     asyncio.run(run_bot(settings))
@@ -149,6 +152,24 @@ def prefetch(settings: Settings) -> int:
             return 1
         print(f"{model}: cached in {path}")
     return 0
+
+
+def health(settings: Settings) -> int:
+    import json
+    import urllib.request
+
+    if settings.http_port is None:
+        print("HTTP_PORT is not set: the bot serves /health only on its HTTP server", file=sys.stderr)
+        return 2
+    host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::", "") else settings.http_host
+    try:
+        with urllib.request.urlopen(f"http://{host}:{settings.http_port}/health", timeout=5) as response:
+            status = json.load(response)
+    except OSError as exc:
+        print(f"unhealthy: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(status))
+    return 0 if status.get("status") == "healthy" else 1
 
 
 if __name__ == "__main__":

@@ -69,3 +69,23 @@ def test_prefetch(tiny_models: tuple[Path, Path], tmp_path: Path) -> None:
     offline = run_main(["prefetch"], tmp_path, HF_HOME=str(tmp_path / "hf"))
     assert offline.returncode == 1
     assert "Could not download kandinsky-community/kandinsky-2-2-prior" in offline.stderr
+
+
+async def test_health_command(telegram, make_settings, tiny_models, tmp_path: Path) -> None:
+    import asyncio
+
+    from conftest import running_bot
+    from test_http_api import free_port, wait_healthy
+
+    port = free_port()
+    not_running = await asyncio.to_thread(run_main, ["health"], tmp_path, HTTP_PORT=str(port))
+    assert not_running.returncode == 1 and "unhealthy" in not_running.stderr
+    async with running_bot(make_settings(telegram.url, HTTP_PORT=str(port))):
+        import aiohttp
+
+        async with aiohttp.ClientSession() as http:
+            await wait_healthy(http, f"http://127.0.0.1:{port}")
+        result = await asyncio.to_thread(run_main, ["health"], tmp_path, HTTP_PORT=str(port))
+    assert result.returncode == 0, result.stderr
+    assert '"status": "healthy"' in result.stdout
+    assert run_main(["health"], tmp_path).returncode == 2  # no HTTP_PORT: nothing to ask
