@@ -697,6 +697,74 @@ def run_lite(cfg, device, dtype, prior, decoder, flops, results, info, save):
     asyncio.run(engine_cases(label, pipes, cfg, device, [16], {16: 1}, 16, flops, results, save))
 
 
+def run_multi(cfg, device, dtype, prior, decoder, flops, results, info, save):
+    """Every visible GPU gets its own full-size pipelines and engine worker, all fed from one
+    queue (DEVICE=all). COMPILE=1 in the environment compiles as the project's compile=True
+    does, warmed up at batch 1 and MAX_BATCH like generation/factory.py."""
+    compile_ = os.environ.get("COMPILE") == "1"
+    max_batch = int(os.environ.get("MAX_BATCH", "8"))
+    devices = (
+        [torch.device(f"cuda:{i}") for i in range(torch.cuda.device_count())] if device.type == "cuda" else [device]
+    )
+    pipes = {str(device): KandinskyPipelines(prior, decoder, device, prior_steps=cfg.prior_steps, compile=compile_)}
+    for other in devices[1:]:
+        p2, d2 = build_pipelines(other, dtype, tiny=cfg.tiny)
+        pipes[str(other)] = KandinskyPipelines(p2, d2, other, prior_steps=cfg.prior_steps, compile=compile_)
+    warm = {}
+    for name, pipe in pipes.items():
+        t0 = time.perf_counter()
+        pipe.warm_up(cfg.size, cfg.size, batch_sizes=(1, max_batch) if compile_ else (1,))
+        warm[name] = time.perf_counter() - t0
+        log(f"{name} warm-up {warm[name]:.1f} s")
+    info["multi"] = {
+        "devices": [str(d) for d in devices],
+        "compile": compile_,
+        "max_batch": max_batch,
+        "warmup_s": warm,
+    }
+    save()
+
+    async def measure() -> None:
+        engine = GenerationEngine(devices, lambda d: pipes[str(d)], max_batch=max_batch, max_queue=1000)
+        await engine.start()
+        try:
+            await (await engine.submit(params(cfg, 1, "warm-up"), user_id=10_000)).result()
+            for n, rounds in ((1, 4), (16, 2)):
+                for d in devices:
+                    reset_peak(d)
+                lat, walls, sizes = [], [], collections.Counter()
+                for r in range(rounds):
+
+                    async def one(i: int, r: int = r):
+                        start = time.perf_counter()
+                        job = await engine.submit(params(cfg, 1000 * r + i, f"{PROMPT} #{i}"), user_id=i + 1)
+                        result = await job.result()
+                        return time.perf_counter() - start, result
+
+                    t0 = time.perf_counter()
+                    out = await asyncio.gather(*(one(i) for i in range(n)))
+                    walls.append(time.perf_counter() - t0)
+                    lat += [x for x, _ in out]
+                    sizes.update(res.batch_size for _, res in out)
+                res = {
+                    "case": f"engine on {len(devices)} GPU(s), compile={compile_}, {n} users, MAX_BATCH {max_batch}",
+                    "users": n,
+                    "median_s": float(np.median(lat)),
+                    "p95_s": pct(lat, 95),
+                    "images_per_s": n * rounds / sum(walls),
+                    "peak_gib": max(peak_gib(d) or 0 for d in devices),
+                    "batch_sizes": dict(sizes),
+                    "phases": {},
+                }
+                results.append(res)
+                log(json.dumps(res))
+                save()
+        finally:
+            await engine.close()
+
+    asyncio.run(measure())
+
+
 # --------------------------------------------------------------------------- output
 
 
@@ -790,7 +858,7 @@ def environment(device) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mode", choices=("eager", "compile", "ideas", "lite"), default="eager")
+    ap.add_argument("--mode", choices=("eager", "compile", "ideas", "lite", "multi"), default="eager")
     ap.add_argument("--out", default=os.environ.get("OUT", str(ROOT / "bench" / "results" / "raw")))
     ap.add_argument("--size", type=int, default=768)
     ap.add_argument("--steps", type=int, default=50)
@@ -856,9 +924,9 @@ def main() -> None:
     save()
 
     try:
-        {"eager": run_eager, "compile": run_compile, "ideas": run_ideas, "lite": run_lite}[cfg.mode](
-            cfg, device, dtype, prior, decoder, flops, results, info, save
-        )
+        {"eager": run_eager, "compile": run_compile, "ideas": run_ideas, "lite": run_lite, "multi": run_multi}[
+            cfg.mode
+        ](cfg, device, dtype, prior, decoder, flops, results, info, save)
     except Exception as exc:
         info["error"] = f"{type(exc).__name__}: {exc}"
         info["trace"] = traceback.format_exc()

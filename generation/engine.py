@@ -29,7 +29,8 @@ from generation.errors import (
 )
 from generation.fair_queue import FairQueue
 from generation.params import GenerationParams, GenerationResult
-from generation.pipelines import KandinskyPipelines
+from generation.pipelines import DrawnImage, KandinskyPipelines
+from generation.png import PngEncoder
 from generation.worker import DeviceWorker
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,8 @@ class GenerationEngine:
         self._finished_at: deque[float] = deque(maxlen=10_000)
         self._accepting = True  # False once pause() was called: a reload must not resume
         self._observers: list[Observer] = []
+        self._png = PngEncoder()
+        self._finishing: set[asyncio.Task] = set()
 
     # -- life cycle -----------------------------------------------------------------
 
@@ -145,7 +148,8 @@ class GenerationEngine:
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._finishing, return_exceptions=True)
+        self._png.shutdown()
         for job in self._queue.drain():
             self._fail(job, GenerationError("the bot is shutting down"))
         for worker in self._workers:
@@ -255,42 +259,69 @@ class GenerationEngine:
     async def _serve(self, worker: DeviceWorker) -> None:
         while True:
             batch = await self._queue.take_batch(self._max_batch)
+            started = time.monotonic()
             async with worker.busy:
-                await self._run(worker, batch)
+                drawn = await self._draw(worker, batch)
+            if drawn is not None:
+                # The GPU takes the next batch while this one's PNGs are encoded.
+                task = asyncio.create_task(self._finish(batch, drawn, started))
+                self._finishing.add(task)
+                task.add_done_callback(self._finishing.discard)
 
-    async def _run(self, worker: DeviceWorker, batch: list[Job]) -> None:
+    async def _draw(self, worker: DeviceWorker, batch: list[Job]) -> list[DrawnImage | Exception] | None:
+        """The GPU part of a batch; None when the whole batch failed (already reported)."""
         try:
             now = time.monotonic()
             for job in batch:
                 job.state, job.batch_size, job.started_at = JobState.RUNNING, len(batch), now
                 job.started.set()
                 self._running.add(job)
-            results = await worker.draw([job.params for job in batch], _progress_setter(batch))
-        except GenerationError as exc:
+            return await worker.draw([job.params for job in batch], _progress_setter(batch))
+        except Exception as exc:  # a failed batch must never stop the worker
+            if not isinstance(exc, GenerationError):
+                log.exception("batch of %d failed on %s", len(batch), worker.device)
+                exc = GenerationError(f"{type(exc).__name__}: {exc}")
             for job in batch:
                 self._fail(job, exc)
-        except Exception as exc:  # a failed batch must never stop the worker
-            log.exception("batch of %d failed on %s", len(batch), worker.device)
-            for job in batch:
-                self._fail(job, GenerationError(f"{type(exc).__name__}: {exc}"))
-        else:
-            for job, result in zip(batch, results, strict=True):
-                if isinstance(result, Exception):
-                    self._fail(job, result)
+            self._running.difference_update(batch)
+            return None
+
+    async def _finish(self, batch: list[Job], drawn: list[DrawnImage | Exception], started: float) -> None:
+        try:
+            images = [d.image for d in drawn if not isinstance(d, Exception)]
+            pngs = iter(await self._png.encode(images))
+            seconds = time.monotonic() - started
+            for job, item in zip(batch, drawn, strict=True):
+                if isinstance(item, Exception):
+                    self._fail(job, item)
                     continue
+                result = GenerationResult(
+                    png=next(pngs),
+                    width=item.image.width,
+                    height=item.image.height,
+                    seed=job.params.seed,
+                    seconds=seconds,
+                    batch_size=len(batch),
+                    prompt_truncated=item.prompt_truncated,
+                )
                 job.state = JobState.DONE
                 self._finished_at.append(time.monotonic())
                 if not job.future.done():
                     job.future.set_result(result)
                 self._notify("done", job)
+        except Exception as exc:
+            log.exception("finishing a batch of %d failed", len(batch))
+            for job in batch:
+                self._fail(job, GenerationError(f"{type(exc).__name__}: {exc}"))
         finally:
             self._running.difference_update(batch)
 
     def _fail(self, job: Job, error: Exception) -> None:
+        if job.future.done():
+            return  # already answered
         job.state = JobState.FAILED
-        if not job.future.done():
-            job.future.set_exception(error)
-            job.future.exception()  # mark retrieved; the caller may be gone
+        job.future.set_exception(error)
+        job.future.exception()  # mark retrieved; the caller may be gone
         outcome = {OutOfMemory: "out_of_memory", ModelsUnavailable: "models_unavailable"}.get(type(error), "failed")
         self._notify(outcome, job)
 

@@ -36,8 +36,9 @@ def build_engine(
             prior_steps=prior_steps,
         )
         if target.type == "cuda":
-            # Kernels (and a compiled UNet) get ready before the first user asks.
-            pipes.warm_up(*warm_up_size)
+            # Kernels (and a compiled UNet, for the smallest and largest batch) get ready
+            # before the first user asks.
+            pipes.warm_up(*warm_up_size, batch_sizes=(1, max_batch) if compile else (1,))
         return pipes
 
     return GenerationEngine(

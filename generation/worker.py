@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
-from PIL import Image
 
 from generation.errors import ModelsUnavailable, OutOfMemory
-from generation.params import GenerationParams, GenerationResult
+from generation.params import GenerationParams
 from generation.pipelines import DrawnImage, KandinskyPipelines, StepCallback
 
 log = logging.getLogger(__name__)
@@ -46,34 +43,11 @@ class DeviceWorker:
             self._pipes = None
         self._pipes = loader(self.device)
 
-    async def draw(
-        self, batch: Sequence[GenerationParams], on_step: StepCallback
-    ) -> list[GenerationResult | Exception]:
-        """Draw a batch; the caller holds ``busy``. Per request: a result, or the error
-        that request alone met (out of memory even when drawn alone)."""
+    async def draw(self, batch: Sequence[GenerationParams], on_step: StepCallback) -> list[DrawnImage | Exception]:
+        """Draw a batch on the GPU; the caller holds ``busy``. Per request: the image, or
+        the error that request alone met (out of memory even when drawn alone)."""
         loop = asyncio.get_running_loop()
-        started = time.monotonic()
-        drawn = await loop.run_in_executor(self._executor, self._draw, list(batch), on_step)
-        # PNG encoding is CPU work: do it off the worker thread so the GPU moves on.
-        pngs = await asyncio.to_thread(lambda: [d if isinstance(d, Exception) else _png(d.image) for d in drawn])
-        seconds = time.monotonic() - started
-        results: list[GenerationResult | Exception] = []
-        for params, item, png in zip(batch, drawn, pngs, strict=True):
-            if isinstance(item, Exception):
-                results.append(item)
-                continue
-            results.append(
-                GenerationResult(
-                    png=png,  # type: ignore[arg-type]
-                    width=item.image.width,
-                    height=item.image.height,
-                    seed=params.seed,
-                    seconds=seconds,
-                    batch_size=len(batch),
-                    prompt_truncated=item.prompt_truncated,
-                )
-            )
-        return results
+        return await loop.run_in_executor(self._executor, self._draw, list(batch), on_step)
 
     def _draw(self, batch: list[GenerationParams], on_step: StepCallback) -> list[DrawnImage | Exception]:
         if self._pipes is None:
@@ -101,10 +75,3 @@ class DeviceWorker:
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
-
-
-def _png(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    # Level 3 is several times faster than the default 6 for a slightly larger file.
-    image.save(buffer, format="PNG", compress_level=3)
-    return buffer.getvalue()

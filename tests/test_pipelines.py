@@ -113,3 +113,15 @@ def test_batch_must_share_settings(ours) -> None:
         ours.draw(
             [GenerationParams("a", 64, 64, 2, 4.0, 1.0, seed=1), GenerationParams("b", 128, 64, 2, 4.0, 1.0, seed=1)]
         )
+
+
+def test_warm_up_draws_each_batch_size_once(ours) -> None:
+    batches: list[int] = []
+    hook = ours.decoder.unet.register_forward_pre_hook(
+        lambda module, args, kwargs: batches.append(kwargs["sample"].shape[0]), with_kwargs=True
+    )
+    try:
+        ours.warm_up(64, 64, batch_sizes=(1, 3, 3), steps=1)
+    finally:
+        hook.remove()
+    assert batches == [2, 6]  # guidance doubles each batch: sizes 1 and 3, once each
