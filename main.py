@@ -87,11 +87,11 @@ def draw_once(settings: Settings, prompt: str, options: list[str], output: Path)
     """One picture through the same engine the bot uses, with a progress bar."""
     from tqdm import tqdm
 
+    from bot.app import create_engine
     from bot.draw_args import DrawArgsError, parse_draw_args
     from bot.handlers.draw import draw_limits
     from bot.texts import text
     from generation import GenerationError
-    from generation.factory import build_engine
 
     try:
         request = parse_draw_args(" ".join([prompt, *map(shlex.quote, options)]), draw_limits(settings))
@@ -100,16 +100,7 @@ def draw_once(settings: Settings, prompt: str, options: list[str], output: Path)
         return 2
 
     async def run() -> int:
-        engine = build_engine(
-            prior_model=settings.prior_model,
-            decoder_model=settings.decoder_model,
-            device=settings.device,
-            dtype=settings.dtype,
-            cpu_offload=settings.cpu_offload,
-            compile=settings.compile,
-            prior_steps=settings.prior_steps,
-            warm_up_size=(request.params.width, request.params.height),
-        )
+        engine = create_engine(settings, warm_up_size=(request.params.width, request.params.height))
         await engine.start()
         try:
             job = await engine.submit(request.params, user_id=0)

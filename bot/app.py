@@ -64,7 +64,9 @@ def create_dispatcher(settings: Settings, engine: GenerationEngine, draws: DrawS
     return dispatcher
 
 
-def create_engine(settings: Settings) -> GenerationEngine:
+def create_engine(settings: Settings, *, warm_up_size: tuple[int, int] | None = None) -> GenerationEngine:
+    """The engine as the settings describe it; warmed up (on CUDA) for the default size
+    unless another is named."""
     return build_engine(
         prior_model=settings.prior_model,
         decoder_model=settings.decoder_model,
@@ -73,7 +75,7 @@ def create_engine(settings: Settings) -> GenerationEngine:
         cpu_offload=settings.cpu_offload,
         compile=settings.compile,
         prior_steps=settings.prior_steps,
-        warm_up_size=(settings.default_width, settings.default_height),
+        warm_up_size=warm_up_size or (settings.default_width, settings.default_height),
         max_batch=settings.max_batch,
         max_queue=settings.max_queue,
         max_pending_per_user=settings.max_pending_per_user,
