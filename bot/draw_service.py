@@ -97,7 +97,14 @@ class DrawService:
         """Queue again what the journal holds unfinished and tell each user."""
         entries = self._journal.unfinished()
         for entry in entries:
-            job = await self._engine.submit(entry.params, user_id=entry.user_id, enforce_limits=False)
+            try:
+                job = await self._engine.submit(entry.params, user_id=entry.user_id, enforce_limits=False)
+            except GenerationError as exc:  # the models failed to load: say so rather than wait forever
+                self._journal.mark(entry.id, State.FAILED, f"{type(exc).__name__}: {exc}")
+                with contextlib.suppress(TelegramAPIError):
+                    reply = ReplyParameters(message_id=entry.message_id, allow_sending_without_reply=True)
+                    await self._bot.send_message(entry.chat_id, failure_text(exc, entry.lang), reply_parameters=reply)
+                continue
             ticket = Ticket(entry.id, job, entry.chat_id, entry.message_id, entry.lang, entry.as_document)
             self._journal.mark(entry.id, State.QUEUED)
             notice = text(entry.lang, "recovered", prompt=html.escape(shorten(entry.params.prompt, 100)))

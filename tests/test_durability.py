@@ -125,3 +125,21 @@ async def test_soak_kill_9_and_faults_deliver_every_request_exactly_once(
     assert "Too Many Requests" in logs or "retrying" in logs  # the faults were met and logged
     assert TOKEN not in logs and TOKEN.split(":")[1] not in logs
     assert TOKEN.encode() not in (tmp_path / "data" / "jobs.sqlite3").read_bytes()
+
+
+async def test_recovered_jobs_are_told_when_models_do_not_load(
+    telegram: FakeTelegram, make_settings, tmp_path: Path
+) -> None:
+    from conftest import running_bot
+
+    from bot.journal import Journal
+    from generation import GenerationParams
+
+    journal = Journal.in_dir(str(tmp_path / "data"))
+    params = GenerationParams("left over", 64, 64, 2, 4.0, 1.0, seed=1)
+    journal.add(chat_id=80, message_id=7, user_id=80, lang="en", params=params, as_document=False)
+    journal.close()
+    async with running_bot(make_settings(telegram.url, PRIOR_MODEL=str(tmp_path / "missing"))):
+        [told] = await telegram.wait_for(None, chat_id=80, text_contains="aren't loaded")
+    assert told.reply_to == 7 or told.method == "editMessageText"
+    assert journal_states(tmp_path / "data") == {"failed": 1}
