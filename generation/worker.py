@@ -26,10 +26,6 @@ class DeviceWorker:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"worker{index}-{device}")
         self._pipes: KandinskyPipelines | None = None
 
-    @property
-    def loaded(self) -> bool:
-        return self._pipes is not None
-
     async def load(self, loader: Callable[[torch.device], KandinskyPipelines]) -> None:
         """Replace the pipelines, once the batch in hand (if any) has finished."""
         async with self.busy:
