@@ -15,9 +15,10 @@ back on the same machine; bench/run_gpu.sh does):
   lite     like compile, but with Inductor's mode="default" instead of the project's
            "max-autotune-no-cudagraphs" (bench-only subclass): minutes instead of tens of
            minutes of warm-up; warm-up per batch size timed, then 1 and 16 users.
-  ideas    batch-1 latency ideas that need their own process: UNet compiled with CUDA
-           graphs (mode="max-autotune") plus the prior's transformer compiled. Not yet run
-           on a GPU: its max-autotune warm-up alone exceeds the device budget.
+  ideas    batch-1 latency ideas that need their own process: CUDA graphs against launch
+           overhead, i.e. the UNet and the prior's transformer compiled with
+           mode="reduce-overhead", MoVQ decode with mode="default"; warm-up timed, then 6
+           sequential single requests through the engine and the drift vs plain diffusers.
 
 On an H200, "compile" spent 1019 s warming up batch 1 alone and was still autotuning the
 batch-size recompile after 7 more minutes: it does not fit a 30-minute lease.
@@ -557,48 +558,81 @@ def run_compile(cfg, device, dtype, prior, decoder, flops, results, info, save):
 
 
 class FastPipelines(TimedPipelines):
-    """Idea: CUDA graphs for the UNet (mode="max-autotune"), and the prior's transformer
-    compiled too. Warmed up inside the loader, on the worker thread that serves it
-    (CUDA graph trees belong to a thread)."""
+    """Idea: CUDA graphs against launch overhead at batch 1. The UNet and the prior's
+    transformer compiled with mode="reduce-overhead" (Inductor's default kernels, replayed
+    as CUDA graphs), MoVQ decode with mode="default". Warmed up inside the loader, on the
+    worker thread that serves it (CUDA graph trees belong to the thread that recorded them).
+    On the CPU (no CUDA graphs) every module uses mode="default"."""
 
-    unet_mode = "max-autotune"
-    prior_mode = "max-autotune"
+    unet_mode = "reduce-overhead"
+    prior_mode = "reduce-overhead"
+    decode_mode = "default"
 
     def _compile(self) -> None:
-        self.decoder.unet = torch.compile(self.decoder.unet, mode=self.unet_mode)
-        self.decoder.movq.decode = torch.compile(self.decoder.movq.decode, mode="max-autotune-no-cudagraphs")
-        self.prior.prior = torch.compile(self.prior.prior, mode=self.prior_mode)
+        cuda = self.device.type == "cuda"
+        self.decoder.unet = torch.compile(self.decoder.unet, mode=self.unet_mode if cuda else "default")
+        self.decoder.movq.decode = torch.compile(self.decoder.movq.decode, mode=self.decode_mode)
+        self.prior.prior = torch.compile(self.prior.prior, mode=self.prior_mode if cuda else "default")
+
+
+def compile_counters() -> dict:
+    """Dynamo/Inductor counters worth watching: graph breaks, recompiles, CUDA graph skips."""
+    from torch._dynamo.utils import counters
+
+    out = {k: dict(v) for k, v in counters.items() if k in ("stats", "graph_break", "inductor")}
+    out["inductor"] = {
+        k: v for k, v in out.get("inductor", {}).items() if "cudagraph" in k or k in ("fxgraph_cache_miss",)
+    }
+    return out
 
 
 def run_ideas(cfg, device, dtype, prior, decoder, flops, results, info, save):
+    started = time.perf_counter()
+    budget = float(os.environ.get("IDEAS_BUDGET_S", "420"))
+    left = lambda: budget - (time.perf_counter() - started)  # noqa: E731
     plain, ref = plain_case(
         "plain diffusers on the GPU, batch 1 (same-process baseline)", prior, decoder, cfg, device, 2, flops
     )
     results.append(plain)
     log_row(plain)
     save()
-    label = f"engine, UNet {FastPipelines.unet_mode} + prior {FastPipelines.prior_mode}"
+    label = (
+        f'engine, UNet "{FastPipelines.unet_mode}" + prior "{FastPipelines.prior_mode}"'
+        f' + decode "{FastPipelines.decode_mode}"'
+    )
     idea = info.setdefault("ideas", {}).setdefault(label, {"warm_up_s": {}})
     holder: dict = {}
 
     def load(d):  # runs on the engine's worker thread
         p = FastPipelines(prior, decoder, d, prior_steps=cfg.prior_steps, compile=True)
+        # The first warm-up compiles and records (2 decoder steps); the next ones run the
+        # serving shape (all steps) so that any late recompile or re-recording shows here.
         for i in range(3):
+            if i and left() < 120:
+                idea["warm_up_skipped"] = f"rounds {i}.. (time)"
+                break
             t0 = time.perf_counter()
             p.warm_up(cfg.size, cfg.size, steps=cfg.steps if i else 2)
             sync(d)
             idea["warm_up_s"][str(i)] = time.perf_counter() - t0
             log(f"[{label}] warm-up {i}: {idea['warm_up_s'][str(i)]:.1f} s")
+            save()
+        idea["counters_after_warm_up"] = compile_counters()
         p.records.clear()
         holder["p"] = p
         return p
 
+    rounds = cfg.rounds[1] if cfg.smoke else 6
     try:
-        asyncio.run(engine_sequential(label, load, holder, cfg, device, cfg.rounds[1], flops, results, save, ref, idea))
+        asyncio.run(engine_sequential(label, load, holder, cfg, device, rounds, flops, results, save, ref, idea))
     except Exception as exc:
         idea["error"] = f"{type(exc).__name__}: {exc}"
         idea["trace"] = traceback.format_exc()[-3000:]
         log(f"[{label}] failed: {exc!r}")
+    idea["counters_end"] = compile_counters()
+    log(f"[{label}] counters: {json.dumps(idea['counters_end'], default=str)}")
+    if "drift_vs_plain" in idea:
+        info["drift"][f"{label}, batch 1"] = idea["drift_vs_plain"]
     save()
 
 
