@@ -36,7 +36,7 @@ class Settings:
     device: str = "auto"
     dtype: str = "auto"
     cpu_offload: bool = False
-    compile: bool = False
+    compile: str = "off"  # "off", "default" (COMPILE=true) or "cudagraphs"
     admin_ids: frozenset[int] = frozenset()
     default_width: int = 768
     default_height: int = 768
@@ -93,6 +93,16 @@ def _number(name: str, raw: str, kind: Callable[[str], T], lo: T, hi: T | None) 
         between = "between " if hi is not None else ""
         raise ConfigError(f"{name} must be {between}{lo}{upper}, got {raw!r}")
     return value
+
+
+def _parse_compile(raw: str) -> str:
+    """COMPILE: false, true (Inductor's default mode) or cudagraphs (also CUDA graphs)."""
+    if raw.strip().lower() == "cudagraphs":
+        return "cudagraphs"
+    try:
+        return "default" if _parse_bool("COMPILE", raw) else "off"
+    except ConfigError:
+        raise ConfigError(f"COMPILE must be false, true or cudagraphs, got {raw!r}") from None
 
 
 def _parse_ids(name: str, raw: str) -> frozenset[int]:
@@ -164,7 +174,7 @@ def settings_from_env(env: Mapping[str, str], *, require_token: bool = True) -> 
         device=_check_device(get("DEVICE", "auto")),
         dtype=_choice("DTYPE", get("DTYPE", "auto"), DTYPES),
         cpu_offload=_parse_bool("CPU_OFFLOAD", get("CPU_OFFLOAD", "false")),
-        compile=_parse_bool("COMPILE", get("COMPILE", "false")),
+        compile=_parse_compile(get("COMPILE", "false")),
         admin_ids=_parse_ids("ADMIN_IDS", get("ADMIN_IDS", "")),
         default_width=side("DEFAULT_WIDTH", "768"),
         default_height=side("DEFAULT_HEIGHT", "768"),

@@ -468,7 +468,7 @@ def run_eager(cfg, device, dtype, prior, decoder, flops, results, info, save):
     log("components: " + json.dumps(info["components"]))
     save()
 
-    pipes = TimedPipelines(prior, decoder, device, prior_steps=cfg.prior_steps, compile=False)
+    pipes = TimedPipelines(prior, decoder, device, prior_steps=cfg.prior_steps, compile="off")
     asyncio.run(
         engine_cases(
             "engine, compile=False",
@@ -512,7 +512,7 @@ def run_compile(cfg, device, dtype, prior, decoder, flops, results, info, save):
     results.append(plain)
     log_row(plain)
     save()
-    pipes = TimedPipelines(prior, decoder, device, prior_steps=cfg.prior_steps, compile=True)
+    pipes = TimedPipelines(prior, decoder, device, prior_steps=cfg.prior_steps, compile="default")
     warm = {}
     sizes = sorted({1, *[min(n, mb) for n in cfg.users for mb in (8, 16)]})
     for b in sizes:  # torch.compile specialises on the batch: warm each size the engine will use
@@ -568,7 +568,7 @@ class FastPipelines(TimedPipelines):
     prior_mode = "reduce-overhead"
     decode_mode = "default"
 
-    def _compile(self) -> None:
+    def _compile(self, cuda_graphs: bool = False) -> None:
         cuda = self.device.type == "cuda"
         self.decoder.unet = torch.compile(self.decoder.unet, mode=self.unet_mode if cuda else "default")
         self.decoder.movq.decode = torch.compile(self.decoder.movq.decode, mode=self.decode_mode)
@@ -604,7 +604,7 @@ def run_ideas(cfg, device, dtype, prior, decoder, flops, results, info, save):
     holder: dict = {}
 
     def load(d):  # runs on the engine's worker thread
-        p = FastPipelines(prior, decoder, d, prior_steps=cfg.prior_steps, compile=True)
+        p = FastPipelines(prior, decoder, d, prior_steps=cfg.prior_steps, compile="default")
         # The first warm-up compiles and records (2 decoder steps); the next ones run the
         # serving shape (all steps) so that any late recompile or re-recording shows here.
         for i in range(3):
@@ -685,7 +685,7 @@ class LitePipelines(TimedPipelines):
 
     mode = "default"
 
-    def _compile(self) -> None:
+    def _compile(self, cuda_graphs: bool = False) -> None:
         self.decoder.unet = torch.compile(self.decoder.unet, mode=self.mode)
         self.decoder.movq.decode = torch.compile(self.decoder.movq.decode, mode=self.mode)
 
@@ -700,7 +700,7 @@ def run_lite(cfg, device, dtype, prior, decoder, flops, results, info, save):
     results.append(plain)
     log_row(plain)
     save()
-    pipes = LitePipelines(prior, decoder, device, prior_steps=cfg.prior_steps, compile=True)
+    pipes = LitePipelines(prior, decoder, device, prior_steps=cfg.prior_steps, compile="default")
     warm = info.setdefault("compile_warmup_s", {})
     label = 'engine, compile mode="default"'
 
@@ -733,23 +733,29 @@ def run_lite(cfg, device, dtype, prior, decoder, flops, results, info, save):
 
 def run_multi(cfg, device, dtype, prior, decoder, flops, results, info, save):
     """Every visible GPU gets its own full-size pipelines and engine worker, all fed from one
-    queue (DEVICE=all). COMPILE=1 in the environment compiles as the project's compile=True
-    does, warmed up at batch 1 and MAX_BATCH like generation/factory.py."""
-    compile_ = os.environ.get("COMPILE") == "1"
+    queue (DEVICE=all). COMPILE=default or COMPILE=cudagraphs in the environment compiles as
+    the project's setting does, warmed up at batch 1 and MAX_BATCH like generation/factory.py."""
+    compile_ = os.environ.get("COMPILE", "off")  # off, default or cudagraphs, as COMPILE
     max_batch = int(os.environ.get("MAX_BATCH", "8"))
     devices = (
         [torch.device(f"cuda:{i}") for i in range(torch.cuda.device_count())] if device.type == "cuda" else [device]
     )
-    pipes = {str(device): KandinskyPipelines(prior, decoder, device, prior_steps=cfg.prior_steps, compile=compile_)}
+    built = {str(device): (prior, decoder)}
     for other in devices[1:]:
-        p2, d2 = build_pipelines(other, dtype, tiny=cfg.tiny)
-        pipes[str(other)] = KandinskyPipelines(p2, d2, other, prior_steps=cfg.prior_steps, compile=compile_)
-    warm = {}
-    for name, pipe in pipes.items():
+        built[str(other)] = build_pipelines(other, dtype, tiny=cfg.tiny)
+    warm: dict[str, float] = {}
+
+    def load(d: torch.device) -> KandinskyPipelines:
+        # As generation/factory.py does: compile and warm up on the worker thread that will
+        # draw (CUDA graphs belong to the thread that recorded them).
+        p, dec = built[str(d)]
+        pipe = KandinskyPipelines(p, dec, d, prior_steps=cfg.prior_steps, compile=compile_)
         t0 = time.perf_counter()
-        pipe.warm_up(cfg.size, cfg.size, batch_sizes=(1, max_batch) if compile_ else (1,))
-        warm[name] = time.perf_counter() - t0
-        log(f"{name} warm-up {warm[name]:.1f} s")
+        pipe.warm_up(cfg.size, cfg.size, batch_sizes=(1, max_batch) if compile_ != "off" else (1,))
+        warm[str(d)] = time.perf_counter() - t0
+        log(f"{d} warm-up {warm[str(d)]:.1f} s")
+        return pipe
+
     info["multi"] = {
         "devices": [str(d) for d in devices],
         "compile": compile_,
@@ -759,7 +765,7 @@ def run_multi(cfg, device, dtype, prior, decoder, flops, results, info, save):
     save()
 
     async def measure() -> None:
-        engine = GenerationEngine(devices, lambda d: pipes[str(d)], max_batch=max_batch, max_queue=1000)
+        engine = GenerationEngine(devices, load, max_batch=max_batch, max_queue=1000)
         await engine.start()
         try:
             await (await engine.submit(params(cfg, 1, "warm-up"), user_id=10_000)).result()

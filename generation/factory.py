@@ -16,7 +16,7 @@ def build_engine(
     device: str = "auto",
     dtype: str = "auto",
     cpu_offload: bool = False,
-    compile: bool = False,
+    compile: str = "off",
     prior_steps: int = 25,
     warm_up_size: tuple[int, int] = (768, 768),
     max_batch: int = 8,
@@ -38,7 +38,7 @@ def build_engine(
         if target.type == "cuda":
             # Kernels (and a compiled UNet, for the smallest and largest batch) get ready
             # before the first user asks.
-            pipes.warm_up(*warm_up_size, batch_sizes=(1, max_batch) if compile else (1,))
+            pipes.warm_up(*warm_up_size, batch_sizes=(1, max_batch) if compile != "off" else (1,))
         return pipes
 
     return GenerationEngine(

@@ -125,3 +125,24 @@ def test_warm_up_draws_each_batch_size_once(ours) -> None:
     finally:
         hook.remove()
     assert batches == [2, 6]  # guidance doubles each batch: sizes 1 and 3, once each
+
+
+def test_compiled_pipelines_draw_the_same(tiny_models: tuple[Path, Path], ours) -> None:
+    """COMPILE=true keeps the pictures; two batch sizes warm up without errors. (On the CPU
+    COMPILE=cudagraphs compiles exactly like this: CUDA graphs need a GPU.)"""
+    prior, decoder = tiny_models
+    compiled = KandinskyPipelines.load(
+        str(prior), str(decoder), CPU, torch.float32, prior_steps=3, compile="cudagraphs"
+    )
+    assert hasattr(compiled.decoder.unet, "_orig_mod")  # really a torch.compile module
+    assert not hasattr(compiled.prior.prior, "_orig_mod")  # CUDA graphs for the prior only on a GPU
+    compiled.warm_up(64, 64, batch_sizes=(1, 2), steps=1)
+    params = GenerationParams("a red fox", 64, 64, 4, 4.0, 1.0, seed=11)
+    [expected] = ours.draw([params])
+    [drawn] = compiled.draw([params])
+    assert np.abs(pixels(drawn.image) - pixels(expected.image)).max() <= 2
+
+
+def test_unknown_compile_mode_is_refused(ours) -> None:
+    with pytest.raises(ValueError, match="compile must be one of"):
+        KandinskyPipelines(ours.prior, ours.decoder, CPU, compile="fast")
