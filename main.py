@@ -90,13 +90,13 @@ def draw_once(settings: Settings, prompt: str, options: list[str], output: Path)
     from bot.app import create_engine
     from bot.draw_args import DrawArgsError, parse_draw_args
     from bot.handlers.draw import draw_limits
-    from bot.texts import text
+    from bot.texts import plain, text
     from generation import GenerationError
 
     try:
         request = parse_draw_args(" ".join([prompt, *map(shlex.quote, options)]), draw_limits(settings))
     except DrawArgsError as exc:
-        print(text("en", exc.key, **exc.params).replace("<code>", "").replace("</code>", ""), file=sys.stderr)
+        print(plain(text("en", exc.key, **exc.params)), file=sys.stderr)
         return 2
 
     async def run() -> int:

@@ -6,6 +6,9 @@ typed must be passed through ``html.escape`` before it is formatted in.
 
 from __future__ import annotations
 
+import html
+import re
+
 LANGUAGES = ("en", "ru")
 
 TEXTS: dict[str, dict[str, str]] = {
@@ -226,3 +229,8 @@ def language_of(code: str | None) -> str:
 
 def text(lang: str, key: str, **params: object) -> str:
     return TEXTS[key][lang if lang in LANGUAGES else "en"].format(**params)
+
+
+def plain(message: str) -> str:
+    """A catalogue text without its Telegram HTML, for the HTTP API and the command line."""
+    return html.unescape(re.sub(r"</?(code|b|i)>", "", message))

@@ -8,17 +8,15 @@ queue and batching as /draw), POST /reload, GET /metrics. /generate and /reload 
 from __future__ import annotations
 
 import hmac
-import html
 import json
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from bot.draw_args import DrawArgsError, DrawLimits, params_from_json
-from bot.texts import text
+from bot.texts import plain, text
 from bot.web.metrics import CONTENT_TYPE, Metrics
 from generation import GenerationEngine, GenerationError, ModelsUnavailable, OutOfMemory, QueueFull, UserQueueFull
 
@@ -31,11 +29,6 @@ API_TOKEN = web.AppKey("api_token", str)
 METRICS = web.AppKey("metrics", Metrics)
 # API clients share the fair queue with Telegram users; ids below this never clash.
 API_USER_BASE = -(10**15)
-
-
-def plain(message: str) -> str:
-    """A catalogue text without its Telegram HTML, for JSON errors."""
-    return html.unescape(re.sub(r"</?(code|b|i)>", "", message))
 
 
 def error(status: int, message: str) -> web.Response:
