@@ -24,6 +24,11 @@ CAPTION_PROMPT_CHARS = 300
 SEND_ATTEMPTS = 12
 
 
+def reply_to(message_id: int) -> ReplyParameters:
+    """Answer a user's message, and still send if they deleted it meanwhile."""
+    return ReplyParameters(message_id=message_id, allow_sending_without_reply=True)
+
+
 def fits_as_photo(result: GenerationResult) -> bool:
     sides = (result.width, result.height)
     return (
@@ -58,7 +63,7 @@ def caption(params: GenerationParams, result: GenerationResult, lang: str) -> st
 async def send_picture(
     bot: Bot,
     chat_id: int,
-    reply_to: int,
+    request_id: int,
     params: GenerationParams,
     result: GenerationResult,
     lang: str,
@@ -66,7 +71,7 @@ async def send_picture(
 ) -> Message:
     """Reply with the PNG: a photo, or a document when asked for, too large, or refused
     as a photo."""
-    reply = ReplyParameters(message_id=reply_to, allow_sending_without_reply=True)
+    reply = reply_to(request_id)
     text_under = caption(params, result, lang)
 
     def file() -> BufferedInputFile:

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
-from aiogram.types import Message, ReplyParameters
+from aiogram.types import Message
 from aiogram.utils.chat_action import ChatActionSender
 
-from bot.delivery import send_picture, shorten
+from bot.delivery import reply_to, send_picture, shorten
 from bot.journal import Journal, State
 from bot.keyboards import cancel_keyboard
 from bot.progress import progress_text, track_progress
@@ -102,7 +102,7 @@ class DrawService:
             except GenerationError as exc:  # the models failed to load: say so rather than wait forever
                 self._journal.mark(entry.id, State.FAILED, f"{type(exc).__name__}: {exc}")
                 with contextlib.suppress(TelegramAPIError):
-                    reply = ReplyParameters(message_id=entry.message_id, allow_sending_without_reply=True)
+                    reply = reply_to(entry.message_id)
                     await self._bot.send_message(entry.chat_id, failure_text(exc, entry.lang), reply_parameters=reply)
                 continue
             ticket = Ticket(entry.id, job, entry.chat_id, entry.message_id, entry.lang, entry.as_document)
@@ -114,7 +114,7 @@ class DrawService:
                         t.chat_id,
                         n + "\n" + progress_text(t.job, self._engine, t.lang),
                         reply_markup=cancel_keyboard(t.job.id, t.lang),
-                        reply_parameters=ReplyParameters(message_id=t.message_id, allow_sending_without_reply=True),
+                        reply_parameters=reply_to(t.message_id),
                     ),
                     "sendMessage",
                 )
@@ -192,7 +192,7 @@ class DrawService:
                 return
             except TelegramBadRequest:  # the status message is gone: say it anew
                 pass
-        reply = ReplyParameters(message_id=ticket.message_id, allow_sending_without_reply=True)
+        reply = reply_to(ticket.message_id)
         await with_retries(lambda: self._bot.send_message(ticket.chat_id, line, reply_parameters=reply), "sendMessage")
 
 

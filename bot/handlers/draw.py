@@ -10,8 +10,9 @@ from aiogram import F, Router
 from aiogram.enums import ChatType
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.filters import Command, CommandObject
-from aiogram.types import CallbackQuery, Message, ReplyParameters
+from aiogram.types import CallbackQuery, Message
 
+from bot.delivery import reply_to
 from bot.draw_args import DrawArgsError, DrawLimits, parse_draw_args
 from bot.draw_service import DrawService
 from bot.keyboards import CancelJob, cancel_keyboard
@@ -103,9 +104,9 @@ async def draw(
 
 
 async def reply(message: Message, line: str, keyboard=None) -> Message:
-    reply_to = ReplyParameters(message_id=message.message_id, allow_sending_without_reply=True)
+    reply = reply_to(message.message_id)
     return await with_retries(
-        lambda: message.answer(line, reply_markup=keyboard, reply_parameters=reply_to), "sendMessage"
+        lambda: message.answer(line, reply_markup=keyboard, reply_parameters=reply), "sendMessage"
     )
 
 
