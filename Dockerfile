@@ -10,6 +10,7 @@ ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     HF_HOME=/data/huggingface \
+    TORCHINDUCTOR_CACHE_DIR=/data/torch-compile \
     DATA_DIR=/data \
     HTTP_PORT=8080
 

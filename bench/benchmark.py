@@ -119,16 +119,14 @@ class TimedPipelines(KandinskyPipelines):
         marks = Marks(self.device.type == "cuda")
         self._marks = marks
         marks.mark("start")
-
-        def step(done: int, total: int) -> None:
-            marks.mark(f"step{done}")
-            if on_step is not None:
-                on_step(done, total)
-
-        out = super().draw(batch, step)
+        out = super().draw(batch, on_step)
         marks.mark("end")
         self.records.append((len(batch), marks))
         return out
+
+    def _step_queued(self, step: int) -> None:
+        # When the step's work is queued: the CUDA event lands between this step and the next.
+        self._marks.mark(f"step{step}")
 
     def _prior_embeddings(self, batch, generators):
         out = super()._prior_embeddings(batch, generators)
@@ -267,7 +265,7 @@ def plain_case(name, prior, decoder, cfg, device, runs: int, flops, extra=None) 
 
 async def engine_cases(
     label,
-    pipes: TimedPipelines,
+    pipes: TimedPipelines | list[TimedPipelines],
     cfg,
     device,
     user_counts,
@@ -278,16 +276,26 @@ async def engine_cases(
     save,
     refs=None,
     drift=None,
+    engine_factory=None,
 ):
-    engine = GenerationEngine([device], lambda d: pipes, max_batch=max_batch, max_queue=1000, max_pending_per_user=3)
+    """``pipes``: the pipelines the engine draws with, or a list its loader fills (several GPUs)."""
+    all_pipes = pipes if isinstance(pipes, list) else [pipes]
+    if engine_factory is None:
+        engine = GenerationEngine(
+            [device], lambda d: all_pipes[0], max_batch=max_batch, max_queue=1000, max_pending_per_user=3
+        )
+    else:
+        engine = engine_factory()
     await engine.start()
     try:
         t0 = time.perf_counter()
         await (await engine.submit(params(cfg, 1, "warm-up"), user_id=10_000)).result()
         log(f"[{label}] engine ready, warm-up request {time.perf_counter() - t0:.2f} s")
         for n in user_counts:
-            pipes.records.clear()
-            reset_peak(device)
+            for p in all_pipes:
+                p.records.clear()
+            for p in all_pipes:
+                reset_peak(p.device)
             lat, walls, batches, pngs = [], [], collections.Counter(), {}
             for r in range(rounds[n]):
 
@@ -317,9 +325,9 @@ async def engine_cases(
                 "median_s": pct(lat, 50),
                 "p95_s": pct(lat, 95),
                 "images_per_s": n * rounds[n] / sum(walls),
-                "peak_gib": peak_gib(device),
-                "phases": summarize_records(pipes.records, flops),
-                "draw_share_of_wall": busy_share(pipes.records, sum(walls)),
+                "peak_gib": max(peak_gib(p.device) or 0 for p in all_pipes) if device.type == "cuda" else None,
+                "phases": summarize_records([r for p in all_pipes for r in p.records], flops),
+                "draw_share_of_wall": busy_share([r for p in all_pipes for r in p.records], sum(walls)),
                 "latencies": lat,
                 "round_walls_s": walls,
             }
@@ -732,11 +740,19 @@ def run_lite(cfg, device, dtype, prior, decoder, flops, results, info, save):
 
 
 def run_multi(cfg, device, dtype, prior, decoder, flops, results, info, save):
-    """Every visible GPU gets its own full-size pipelines and engine worker, all fed from one
-    queue (DEVICE=all). COMPILE=default or COMPILE=cudagraphs in the environment compiles as
-    the project's setting does, warmed up at batch 1 and MAX_BATCH like generation/factory.py."""
+    """The production path: every visible GPU gets its own full-size pipelines and engine
+    worker, all fed from one queue (DEVICE=all). COMPILE=default or COMPILE=cudagraphs in the
+    environment compiles as the project's setting does, warmed up on the worker thread with
+    the batch sizes generation/factory.py uses. A plain diffusers baseline runs first in the
+    same process, for the speed-up and the drift."""
     compile_ = os.environ.get("COMPILE", "off")  # off, default or cudagraphs, as COMPILE
     max_batch = int(os.environ.get("MAX_BATCH", "8"))
+    plain, ref = plain_case(
+        "plain diffusers on the GPU, batch 1 (same-process baseline)", prior, decoder, cfg, device, 2, flops
+    )
+    results.append(plain)
+    log_row(plain)
+    save()
     devices = (
         [torch.device(f"cuda:{i}") for i in range(torch.cuda.device_count())] if device.type == "cuda" else [device]
     )
@@ -744,16 +760,21 @@ def run_multi(cfg, device, dtype, prior, decoder, flops, results, info, save):
     for other in devices[1:]:
         built[str(other)] = build_pipelines(other, dtype, tiny=cfg.tiny)
     warm: dict[str, float] = {}
+    made: list[TimedPipelines] = []
 
     def load(d: torch.device) -> KandinskyPipelines:
         # As generation/factory.py does: compile and warm up on the worker thread that will
         # draw (CUDA graphs belong to the thread that recorded them).
         p, dec = built[str(d)]
-        pipe = KandinskyPipelines(p, dec, d, prior_steps=cfg.prior_steps, compile=compile_)
-        t0 = time.perf_counter()
-        pipe.warm_up(cfg.size, cfg.size, batch_sizes=(1, max_batch) if compile_ != "off" else (1,))
-        warm[str(d)] = time.perf_counter() - t0
-        log(f"{d} warm-up {warm[str(d)]:.1f} s")
+        pipe = TimedPipelines(p, dec, d, prior_steps=cfg.prior_steps, compile=compile_)
+        for b in pipe.serving_batch_sizes(max_batch):
+            t0 = time.perf_counter()
+            pipe.warm_up(cfg.size, cfg.size, batch_sizes=(b,))
+            sync(d)
+            warm[f"{d} batch {b}"] = time.perf_counter() - t0
+            log(f"{d} warm-up batch {b}: {warm[f'{d} batch {b}']:.1f} s")
+        pipe.records.clear()
+        made.append(pipe)
         return pipe
 
     info["multi"] = {
@@ -763,46 +784,29 @@ def run_multi(cfg, device, dtype, prior, decoder, flops, results, info, save):
         "warmup_s": warm,
     }
     save()
-
-    async def measure() -> None:
-        engine = GenerationEngine(devices, load, max_batch=max_batch, max_queue=1000)
-        await engine.start()
-        try:
-            await (await engine.submit(params(cfg, 1, "warm-up"), user_id=10_000)).result()
-            for n, rounds in ((1, 4), (16, 2)):
-                for d in devices:
-                    reset_peak(d)
-                lat, walls, sizes = [], [], collections.Counter()
-                for r in range(rounds):
-
-                    async def one(i: int, r: int = r):
-                        start = time.perf_counter()
-                        job = await engine.submit(params(cfg, 1000 * r + i, f"{PROMPT} #{i}"), user_id=i + 1)
-                        result = await job.result()
-                        return time.perf_counter() - start, result
-
-                    t0 = time.perf_counter()
-                    out = await asyncio.gather(*(one(i) for i in range(n)))
-                    walls.append(time.perf_counter() - t0)
-                    lat += [x for x, _ in out]
-                    sizes.update(res.batch_size for _, res in out)
-                res = {
-                    "case": f"engine on {len(devices)} GPU(s), compile={compile_}, {n} users, MAX_BATCH {max_batch}",
-                    "users": n,
-                    "median_s": float(np.median(lat)),
-                    "p95_s": pct(lat, 95),
-                    "images_per_s": n * rounds / sum(walls),
-                    "peak_gib": max(peak_gib(d) or 0 for d in devices),
-                    "batch_sizes": dict(sizes),
-                    "phases": {},
-                }
-                results.append(res)
-                log(json.dumps(res))
-                save()
-        finally:
-            await engine.close()
-
-    asyncio.run(measure())
+    label = f"engine on {len(devices)} GPU(s), COMPILE={compile_}"
+    try:
+        asyncio.run(
+            engine_cases(
+                label,
+                made,
+                cfg,
+                device,
+                [1, 16],
+                {1: 1 if cfg.smoke else 6, 16: cfg.rounds[16]},
+                max_batch,
+                flops,
+                results,
+                save,
+                refs=ref,
+                drift=info["drift"],
+                engine_factory=lambda: GenerationEngine(devices, load, max_batch=max_batch, max_queue=1000),
+            )
+        )
+    finally:
+        info["multi"]["compile_counters"] = compile_counters()
+        log(f"counters: {json.dumps(info['multi']['compile_counters'], default=str)}")
+        save()
 
 
 # --------------------------------------------------------------------------- output
@@ -917,7 +921,8 @@ def main() -> None:
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     out_dir = Path(cfg.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    out_file = out_dir / f"results_{cfg.mode}{'_smoke' if cfg.smoke else ''}{'_tiny' if cfg.tiny else ''}.json"
+    name = os.environ.get("BENCH_TAG") or cfg.mode  # run_gpu.sh names runs with settings after them
+    out_file = out_dir / f"results_{name}{'_smoke' if cfg.smoke else ''}{'_tiny' if cfg.tiny else ''}.json"
 
     info: dict = {
         "mode": cfg.mode,

@@ -6,11 +6,12 @@
 #
 # smoke  versions + a small full-size run (256x256, few steps); stops here on failure
 # start  runs the modes in $MODES (default: eager lite; compile and ideas need over 30 min) one after another in a
-#        background session, so the chain can outlast one call's 10-minute limit
+#        background session, so the chain can outlast one call's 10-minute limit. An entry may carry settings
+#        after "@": "multi@COMPILE=cudagraphs@MAX_BATCH=16" runs that mode with them, its JSON named after them
 # wait   waits until the chain is done or $LIMIT seconds (default 560) have passed since
 #        this script started, then copies JSON results and logs to $OUT
 set -u
-W=/tmp/k22bench
+W=${W:-/tmp/k22bench}
 OUT=${OUT:-$W/out}
 LIMIT=${LIMIT:-560}
 MODES=${MODES:-eager lite}
@@ -36,14 +37,14 @@ for cmd in "$@"; do
     ;;
   start)
     rm -f "$W/ALL_DONE"
-    setsid nohup bash -c "for m in $MODES; do TORCH_LOGS=recompiles python3 bench/benchmark.py --mode \$m --out $W ${BENCH_ARGS:-} > $W/\$m.log 2>&1; echo \"\$m exit \$?\" >> $W/chain.log; done; touch $W/ALL_DONE" > /dev/null 2>&1 < /dev/null &
+    setsid nohup bash -c "for m in $MODES; do tag=\$(echo \$m | tr '@=' '_-'); env \$(echo \$m | cut -s -d@ -f2- | tr '@' ' ') BENCH_TAG=\$tag TORCH_LOGS=recompiles python3 bench/benchmark.py --mode \${m%%@*} --out $W ${BENCH_ARGS:-} > $W/\$tag.log 2>&1; echo \"\$m exit \$?\" >> $W/chain.log; done; touch $W/ALL_DONE" > /dev/null 2>&1 < /dev/null &
     echo "chain started: $MODES"
     ;;
   wait)
     while [ ! -e "$W/ALL_DONE" ] && [ "$SECONDS" -lt "$LIMIT" ]; do sleep 5; done
     collect
     cat "$W/chain.log" 2>/dev/null
-    for m in $MODES; do [ -e "$W/$m.log" ] && { echo "===== $m (tail)"; grep -v "^V\|recompil" "$W/$m.log" | tail -25; }; done
+    for m in $MODES; do t=$(echo $m | tr '@=' '_-'); [ -e "$W/$t.log" ] && { echo "===== $m (tail)"; grep -v "^V\|recompil" "$W/$t.log" | tail -25; }; done
     [ -e "$W/ALL_DONE" ] && echo ALL_DONE || echo "STILL RUNNING after ${SECONDS}s"
     ;;
   esac

@@ -36,9 +36,8 @@ def build_engine(
             prior_steps=prior_steps,
         )
         if target.type == "cuda":
-            # Kernels (and a compiled UNet, for the smallest and largest batch) get ready
-            # before the first user asks.
-            pipes.warm_up(*warm_up_size, batch_sizes=(1, max_batch) if compile != "off" else (1,))
+            # Kernels (and compiled graphs) get ready before the first user asks.
+            pipes.warm_up(*warm_up_size, batch_sizes=pipes.serving_batch_sizes(max_batch))
         return pipes
 
     return GenerationEngine(

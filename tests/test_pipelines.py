@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from diffusers import KandinskyV22Pipeline, KandinskyV22PriorPipeline
+from torch._dynamo.utils import counters
 
 from generation import GenerationParams
 from generation.pipelines import KandinskyPipelines
@@ -128,19 +129,32 @@ def test_warm_up_draws_each_batch_size_once(ours) -> None:
 
 
 def test_compiled_pipelines_draw_the_same(tiny_models: tuple[Path, Path], ours) -> None:
-    """COMPILE=true keeps the pictures; two batch sizes warm up without errors. (On the CPU
-    COMPILE=cudagraphs compiles exactly like this: CUDA graphs need a GPU.)"""
+    """COMPILE keeps the pictures. A single request runs on its own static-shape graph,
+    batches on one graph for every size: after the warm-up nothing compiles again. (On the
+    CPU COMPILE=cudagraphs compiles exactly like this: CUDA graphs need a GPU.)"""
     prior, decoder = tiny_models
     compiled = KandinskyPipelines.load(
         str(prior), str(decoder), CPU, torch.float32, prior_steps=3, compile="cudagraphs"
     )
     assert hasattr(compiled.decoder.unet, "_orig_mod")  # really a torch.compile module
     assert not hasattr(compiled.prior.prior, "_orig_mod")  # CUDA graphs for the prior only on a GPU
-    compiled.warm_up(64, 64, batch_sizes=(1, 2), steps=1)
+    assert compiled.serving_batch_sizes(4) == (1, 2, 4)
+    compiled.warm_up(64, 64, batch_sizes=compiled.serving_batch_sizes(4), steps=1)
+    graphs = dict(counters["stats"])
+
+    forms: list[str] = []
+    for name in ("single", "batched"):
+        getattr(compiled._unet, name).register_forward_pre_hook(lambda *a, name=name: forms.append(name))
     params = GenerationParams("a red fox", 64, 64, 4, 4.0, 1.0, seed=11)
     [expected] = ours.draw([params])
     [drawn] = compiled.draw([params])
     assert np.abs(pixels(drawn.image) - pixels(expected.image)).max() <= 2
+    assert forms == ["single"] * 4
+    forms.clear()
+    batch = compiled.draw([GenerationParams("a red fox", 64, 64, 4, 4.0, 1.0, seed=s) for s in (11, 12, 13)])
+    assert forms == ["batched"] * 4
+    assert np.abs(pixels(batch[0].image) - pixels(expected.image)).max() <= 2
+    assert dict(counters["stats"]) == graphs  # sizes 1 and 3 were ready
 
 
 def test_unknown_compile_mode_is_refused(ours) -> None:

@@ -1,0 +1,84 @@
+"""diffusers' Kandinsky schedulers, handed their timesteps as Python ints.
+
+The pipelines pass each timestep as a 0-d view of ``scheduler.timesteps`` on the GPU.
+DDPMScheduler and UnCLIPScheduler then index CPU tables with it, test it in ``if``s and
+search ``timesteps`` for it: every one of those waits for the GPU to finish all queued
+work (349 waits in one 25 + 10 step draw, bench/results/h200-2026-11-26). The GPU then
+sits idle between steps while Python catches up. These subclasses look the value up in a
+host copy of the timesteps and call diffusers' own ``step()`` with it: the same formulas
+on the same numbers, so the same pictures, without the waits.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from diffusers import DDPMScheduler, UnCLIPScheduler
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
+
+class _HostTimesteps:
+    timesteps: torch.Tensor
+    _host_timesteps: list[int]
+
+    def set_timesteps(self, *args: Any, **kwargs: Any) -> None:
+        super().set_timesteps(*args, **kwargs)  # type: ignore[misc]
+        self._host_timesteps = self.timesteps.tolist()  # one wait per draw, not several per step
+
+    def _host(self, timestep: Any) -> Any:
+        """The Python value of ``timestep`` without asking the GPU when it is one of ours."""
+        if not isinstance(timestep, torch.Tensor) or timestep.device.type == "cpu":
+            return timestep
+        own = self.timesteps
+        if (
+            timestep.dim() == 0
+            and own.dim() == 1
+            and own.stride(0) == 1
+            and timestep.untyped_storage().data_ptr() == own.untyped_storage().data_ptr()
+            and len(self._host_timesteps) == own.shape[0]
+        ):
+            return self._host_timesteps[timestep.storage_offset() - own.storage_offset()]
+        return timestep.item()  # a value from elsewhere: correct, with one wait
+
+
+class HostTimestepDDPMScheduler(_HostTimesteps, DDPMScheduler):
+    """The Kandinsky 2.2 decoder's scheduler."""
+
+    def step(self, model_output, timestep, sample, generator=None, return_dict=True):  # type: ignore[override]
+        return super().step(model_output, self._host(timestep), sample, generator=generator, return_dict=return_dict)
+
+    def previous_timestep(self, timestep):  # type: ignore[override]
+        # diffusers searches the device tensor for the timestep; the host copy has the same values.
+        if isinstance(timestep, int) and (self.custom_timesteps or self.num_inference_steps):
+            index = self._host_timesteps.index(timestep)
+            return self._host_timesteps[index + 1] if index + 1 < len(self._host_timesteps) else -1
+        return super().previous_timestep(timestep)
+
+
+class HostTimestepUnCLIPScheduler(_HostTimesteps, UnCLIPScheduler):
+    """The Kandinsky 2.2 prior's scheduler."""
+
+    def step(  # type: ignore[override]
+        self, model_output, timestep, sample, prev_timestep=None, generator=None, return_dict=True
+    ):
+        return super().step(
+            model_output,
+            self._host(timestep),
+            sample,
+            prev_timestep=self._host(prev_timestep),
+            generator=generator,
+            return_dict=return_dict,
+        )
+
+
+_HOST_VERSIONS: dict[type, type] = {
+    DDPMScheduler: HostTimestepDDPMScheduler,
+    UnCLIPScheduler: HostTimestepUnCLIPScheduler,
+}
+
+
+def with_host_timesteps(scheduler: SchedulerMixin) -> SchedulerMixin:
+    """The same scheduler and config, as its host-timestep subclass; others are kept as they are."""
+    host = _HOST_VERSIONS.get(type(scheduler))
+    return host.from_config(scheduler.config) if host is not None else scheduler
