@@ -36,7 +36,7 @@ class Settings:
     device: str = "auto"
     dtype: str = "auto"
     cpu_offload: bool = False
-    compile: str = "off"  # "off", "default" (COMPILE=true) or "cudagraphs"
+    compile: str = "auto"  # "auto", "off", "default" (COMPILE=true) or "cudagraphs"
     admin_ids: frozenset[int] = frozenset()
     default_width: int = 768
     default_height: int = 768
@@ -96,13 +96,14 @@ def _number(name: str, raw: str, kind: Callable[[str], T], lo: T, hi: T | None) 
 
 
 def _parse_compile(raw: str) -> str:
-    """COMPILE: false, true (Inductor's default mode) or cudagraphs (also CUDA graphs)."""
-    if raw.strip().lower() == "cudagraphs":
-        return "cudagraphs"
+    """COMPILE: auto (CUDA graphs on a GPU, nothing on the CPU), false, true (Inductor's
+    default mode) or cudagraphs (also CUDA graphs)."""
+    if raw.strip().lower() in ("auto", "cudagraphs"):
+        return raw.strip().lower()
     try:
         return "default" if _parse_bool("COMPILE", raw) else "off"
     except ConfigError:
-        raise ConfigError(f"COMPILE must be false, true or cudagraphs, got {raw!r}") from None
+        raise ConfigError(f"COMPILE must be auto, false, true or cudagraphs, got {raw!r}") from None
 
 
 def _parse_ids(name: str, raw: str) -> frozenset[int]:
@@ -174,7 +175,7 @@ def settings_from_env(env: Mapping[str, str], *, require_token: bool = True) -> 
         device=_check_device(get("DEVICE", "auto")),
         dtype=_choice("DTYPE", get("DTYPE", "auto"), DTYPES),
         cpu_offload=_parse_bool("CPU_OFFLOAD", get("CPU_OFFLOAD", "false")),
-        compile=_parse_compile(get("COMPILE", "false")),
+        compile=_parse_compile(get("COMPILE", "auto")),
         admin_ids=_parse_ids("ADMIN_IDS", get("ADMIN_IDS", "")),
         default_width=side("DEFAULT_WIDTH", "768"),
         default_height=side("DEFAULT_HEIGHT", "768"),

@@ -766,8 +766,8 @@ def run_multi(cfg, device, dtype, prior, decoder, flops, results, info, save):
         # As generation/factory.py does: compile and warm up on the worker thread that will
         # draw (CUDA graphs belong to the thread that recorded them).
         p, dec = built[str(d)]
-        pipe = TimedPipelines(p, dec, d, prior_steps=cfg.prior_steps, compile=compile_)
-        for b in pipe.serving_batch_sizes(max_batch):
+        pipe = TimedPipelines(p, dec, d, prior_steps=cfg.prior_steps, compile=compile_, max_batch=max_batch)
+        for b in pipe.serving_batch_sizes():
             t0 = time.perf_counter()
             pipe.warm_up(cfg.size, cfg.size, batch_sizes=(b,))
             sync(d)

@@ -1,12 +1,14 @@
-"""torch.compile forms of one model: one for a single request, one for batches.
+"""torch.compile forms of one model: static shapes for the batch sizes that matter most,
+a dynamic batch dimension for the rest.
 
-A single request is the idle bot's case, the one users feel most: it gets a graph for
-static shapes. Batches share a second graph whose batch dimension is dynamic, so any batch
-size up to MAX_BATCH runs without compiling again. With one compiled module for both,
-torch.compile makes the batch dimension dynamic as soon as it sees a second batch size,
-and the single request then runs on the slower dynamic graph as well: on an H200 one
-picture took 1.21 s that way and 1.02 s on static shapes (bench/results/2026-11-26-engine-v2).
-The two forms never share a graph: torch.compile keeps each call's compiled code apart.
+A single request is the idle bot's case, and a full batch (MAX_BATCH) the busy bot's: each
+gets a graph for static shapes. Other batch sizes share one graph whose batch dimension is
+dynamic, so they run without compiling again. Static shapes are faster: on an H200 one
+picture took 1.21 s on the dynamic graph and 1.02 s on a static one
+(bench/results/2026-11-26-engine-v2), and a UNet step at batch 8 takes 79.5 ms dynamic
+against 72.2 ms static (bench/results/2026-11-26-engine-v3). With one compiled module for
+all sizes torch.compile makes the batch dimension dynamic as soon as it sees a second size.
+The forms never share a graph: torch.compile keeps each call's compiled code apart.
 """
 
 from __future__ import annotations
@@ -38,13 +40,13 @@ def _mark_batch_dynamic(module: torch.nn.Module, args: tuple, kwargs: dict) -> N
 
 
 class CompiledByBatch:
-    """The compiled forms of ``module`` and which one a call with ``rows`` requests uses."""
+    """The compiled forms of ``module`` and which one a call with ``count`` requests uses."""
 
-    def __init__(self, module: torch.nn.Module, mode: str) -> None:
-        self.single = torch.compile(module, mode=mode, dynamic=False)
+    def __init__(self, module: torch.nn.Module, mode: str, static_sizes: tuple[int, ...] = (1,)) -> None:
+        self.static = {size: torch.compile(module, mode=mode, dynamic=False) for size in static_sizes}
         self.batched = torch.compile(module, mode=mode)
         # Runs before the compiled code (hooks of the compiled wrapper are not traced).
         self.batched.register_forward_pre_hook(_mark_batch_dynamic, with_kwargs=True)
 
     def for_requests(self, count: int) -> torch.nn.Module:
-        return self.single if count == 1 else self.batched
+        return self.static.get(count, self.batched)

@@ -34,10 +34,11 @@ def build_engine(
             cpu_offload=cpu_offload,
             compile=compile,
             prior_steps=prior_steps,
+            max_batch=max_batch,
         )
         if target.type == "cuda":
             # Kernels (and compiled graphs) get ready before the first user asks.
-            pipes.warm_up(*warm_up_size, batch_sizes=pipes.serving_batch_sizes(max_batch))
+            pipes.prepare(*warm_up_size)
         return pipes
 
     return GenerationEngine(

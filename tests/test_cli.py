@@ -9,6 +9,9 @@ from pathlib import Path
 
 from conftest import ROOT, png_image
 
+from config import settings_from_env
+from main import use_compile_cache
+
 
 def run_main(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items() if k != "BOT_TOKEN"}  # draw needs no token
@@ -89,3 +92,13 @@ async def test_health_command(telegram, make_settings, tiny_models, tmp_path: Pa
     assert result.returncode == 0, result.stderr
     assert '"status": "healthy"' in result.stdout
     assert run_main(["health"], tmp_path).returncode == 2  # no HTTP_PORT: nothing to ask
+
+
+def test_compiled_graphs_are_cached_in_the_data_dir(tmp_path: Path) -> None:
+    settings = settings_from_env({"DATA_DIR": str(tmp_path)}, require_token=False)
+    environ: dict[str, str] = {}
+    use_compile_cache(settings, environ)
+    assert environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "torch-compile")
+    environ = {"TORCHINDUCTOR_CACHE_DIR": "/elsewhere"}
+    use_compile_cache(settings, environ)
+    assert environ["TORCHINDUCTOR_CACHE_DIR"] == "/elsewhere"  # the user's choice wins

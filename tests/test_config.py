@@ -47,8 +47,9 @@ def test_compile_values() -> None:
     def mode(raw: str) -> str:
         return settings_from_env({"BOT_TOKEN": TOKEN, "COMPILE": raw}).compile
 
-    assert settings_from_env({"BOT_TOKEN": TOKEN}).compile == "off"
+    assert settings_from_env({"BOT_TOKEN": TOKEN}).compile == "auto"
     assert (mode("false"), mode("true"), mode("1"), mode("CUDAGraphs")) == ("off", "default", "default", "cudagraphs")
+    assert mode(" Auto ") == "auto"
 
 
 def test_token_is_never_in_repr() -> None:
@@ -73,7 +74,7 @@ def test_token_is_never_in_repr() -> None:
         ({"MAX_SIDE": "0"}, "MAX_SIDE must be between 64 and 4096"),
         ({"TELEGRAM_API_URL": "api.telegram.org"}, "TELEGRAM_API_URL must start with http"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL must be one of"),
-        ({"COMPILE": "fast"}, "COMPILE must be false, true or cudagraphs"),
+        ({"COMPILE": "fast"}, "COMPILE must be auto, false, true or cudagraphs"),
         ({"HTTP_PORT": "99999"}, "HTTP_PORT must be between 1 and 65535"),
         ({"HTTP_PORT": "8080", "HTTP_HOST": "0.0.0.0"}, "API_TOKEN is required when HTTP_HOST=0.0.0.0"),
         ({"WEBHOOK_URL": "https://bot.example.org/hook"}, "WEBHOOK_URL needs HTTP_PORT"),

@@ -134,17 +134,18 @@ def test_compiled_pipelines_draw_the_same(tiny_models: tuple[Path, Path], ours) 
     CPU COMPILE=cudagraphs compiles exactly like this: CUDA graphs need a GPU.)"""
     prior, decoder = tiny_models
     compiled = KandinskyPipelines.load(
-        str(prior), str(decoder), CPU, torch.float32, prior_steps=3, compile="cudagraphs"
+        str(prior), str(decoder), CPU, torch.float32, prior_steps=3, compile="cudagraphs", max_batch=4
     )
     assert hasattr(compiled.decoder.unet, "_orig_mod")  # really a torch.compile module
     assert not hasattr(compiled.prior.prior, "_orig_mod")  # CUDA graphs for the prior only on a GPU
-    assert compiled.serving_batch_sizes(4) == (1, 2, 4)
-    compiled.warm_up(64, 64, batch_sizes=compiled.serving_batch_sizes(4), steps=1)
+    assert compiled.serving_batch_sizes() == (1, 2, 4)
+    compiled.warm_up(64, 64, batch_sizes=compiled.serving_batch_sizes(), steps=1)
     graphs = dict(counters["stats"])
 
     forms: list[str] = []
-    for name in ("single", "batched"):
-        getattr(compiled._unet, name).register_forward_pre_hook(lambda *a, name=name: forms.append(name))
+    named = {"single": compiled._unet.static[1], "full": compiled._unet.static[4], "batched": compiled._unet.batched}
+    for name, form in named.items():
+        form.register_forward_pre_hook(lambda *a, name=name: forms.append(name))
     params = GenerationParams("a red fox", 64, 64, 4, 4.0, 1.0, seed=11)
     [expected] = ours.draw([params])
     [drawn] = compiled.draw([params])
@@ -154,7 +155,32 @@ def test_compiled_pipelines_draw_the_same(tiny_models: tuple[Path, Path], ours) 
     batch = compiled.draw([GenerationParams("a red fox", 64, 64, 4, 4.0, 1.0, seed=s) for s in (11, 12, 13)])
     assert forms == ["batched"] * 4
     assert np.abs(pixels(batch[0].image) - pixels(expected.image)).max() <= 2
-    assert dict(counters["stats"]) == graphs  # sizes 1 and 3 were ready
+    forms.clear()
+    compiled.draw([GenerationParams("a red fox", 64, 64, 4, 4.0, 1.0, seed=s) for s in range(4)])
+    assert forms == ["full"] * 4
+    assert dict(counters["stats"]) == graphs  # sizes 1, 3 and 4 were ready
+
+
+def test_a_failing_compile_falls_back_to_eager(tiny_models: tuple[Path, Path], ours, monkeypatch) -> None:
+    """Inductor needs a C compiler; without one (or on any other compile error) the bot
+    still draws, without compiled graphs."""
+    monkeypatch.setattr(torch._inductor.config.cpp, "cxx", ("/nonexistent/c++",))
+    monkeypatch.setattr(torch._inductor.config, "fx_graph_cache", False)
+    monkeypatch.setattr(torch._inductor.config, "autotune_local_cache", False)
+    prior, decoder = tiny_models
+    pipes = KandinskyPipelines.load(str(prior), str(decoder), CPU, torch.float32, prior_steps=3, compile="default")
+    assert pipes.compiled
+    pipes.prepare(96, 64)
+    assert not pipes.compiled and not hasattr(pipes.decoder.unet, "_orig_mod")
+    params = GenerationParams("a red fox", 96, 64, 3, 4.0, 1.0, seed=4)
+    [drawn] = pipes.draw([params])
+    assert np.array_equal(pixels(drawn.image), pixels(ours.draw([params])[0].image))
+
+
+def test_compile_auto_compiles_nothing_on_the_cpu(ours) -> None:
+    """The default COMPILE=auto means CUDA graphs on a GPU; on the CPU it would only cost time."""
+    pipes = KandinskyPipelines(ours.prior, ours.decoder, CPU, compile="auto")
+    assert not hasattr(pipes.decoder.unet, "_orig_mod") and pipes.serving_batch_sizes() == (1,)
 
 
 def test_unknown_compile_mode_is_refused(ours) -> None:
