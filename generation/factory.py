@@ -36,7 +36,7 @@ def build_engine(
             prior_steps=prior_steps,
             max_batch=max_batch,
         )
-        if target.type == "cuda":
+        if target.type == "cuda" or pipes.compiled:
             # Kernels (and compiled graphs) get ready before the first user asks.
             pipes.prepare(*warm_up_size)
         return pipes

@@ -64,6 +64,9 @@ class KandinskyPipelines:
             compile = "cudagraphs" if device.type == "cuda" else "off"
         self._unet: CompiledByBatch | None = None
         self._prior_model: CompiledByBatch | None = None
+        # Picture sizes drawn with the compiled decoder: those warmed up. Any other size runs
+        # eager, since compiling it would stall every user's request for a minute or more.
+        self._compiled_sizes: set[tuple[int, int]] = set()
         if compile != "off":
             self._compile(cuda_graphs=compile == "cudagraphs" and device.type == "cuda")
 
@@ -82,7 +85,7 @@ class KandinskyPipelines:
         # The UNet is 90% of the work: full batches get static shapes too.
         self._unet = CompiledByBatch(self.decoder.unet, graphs, static_sizes=(1, self.max_batch))
         self.decoder.unet = self._unet.batched
-        self.decoder.movq.decode = torch.compile(self.decoder.movq.decode)
+        self._movq_decode = torch.compile(self.decoder.movq.decode)
         if cuda_graphs:
             self._prior_model = CompiledByBatch(self.prior.prior, graphs)
             self.prior.prior = self._prior_model.batched
@@ -114,7 +117,9 @@ class KandinskyPipelines:
     def warm_up(self, width: int, height: int, batch_sizes: Sequence[int] = (1,), steps: int = 2) -> None:
         """Draw throw-away pictures so CUDA kernels (and a compiled UNet) are ready before
         the first user asks. A compiled UNet has one graph for single requests and one for
-        every batch size: warming up 1 and MAX_BATCH readies both."""
+        every batch size: warming up 1 and MAX_BATCH readies both. Compiled pipelines use
+        their compiled decoder only for the sizes warmed up."""
+        self._compiled_sizes.add((width, height))
         for size in dict.fromkeys(batch_sizes):
             self.draw([GenerationParams("warm-up", width, height, steps, 4.0, 1.0, seed=i) for i in range(size)])
 
@@ -188,7 +193,9 @@ class KandinskyPipelines:
             return kwargs
 
         if self._unet is not None:
-            self.decoder.unet = self._unet.for_requests(len(batch))
+            compiled = (first.width, first.height) in self._compiled_sizes
+            self.decoder.unet = self._unet.for_requests(len(batch)) if compiled else self._eager[0]
+            self.decoder.movq.decode = self._movq_decode if compiled else self._eager[1]
         decoded = self.decoder(
             image_embeds=image_embeds,
             negative_image_embeds=negative_embeds,

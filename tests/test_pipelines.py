@@ -160,6 +160,13 @@ def test_compiled_pipelines_draw_the_same(tiny_models: tuple[Path, Path], ours) 
     assert forms == ["full"] * 4
     assert dict(counters["stats"]) == graphs  # sizes 1, 3 and 4 were ready
 
+    # A picture size that was not warmed up runs eager: compiling it would stall the queue.
+    forms.clear()
+    other = GenerationParams("a red fox", 128, 64, 4, 4.0, 1.0, seed=11)
+    [drawn] = compiled.draw([other])
+    assert forms == [] and dict(counters["stats"]) == graphs
+    assert np.array_equal(pixels(drawn.image), pixels(ours.draw([other])[0].image))
+
 
 def test_a_failing_compile_falls_back_to_eager(tiny_models: tuple[Path, Path], ours, monkeypatch) -> None:
     """Inductor needs a C compiler; without one (or on any other compile error) the bot
