@@ -5,26 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 from diffusers import DDPMScheduler, UnCLIPScheduler
+from tiny_kandinsky import DDPM_CONFIG as DDPM
+from tiny_kandinsky import UNCLIP_CONFIG as UNCLIP
 
 from generation.schedulers import HostTimestepDDPMScheduler, HostTimestepUnCLIPScheduler, with_host_timesteps
-
-# The configs of the Kandinsky 2.2 hub repos (decoder, prior).
-DDPM = dict(
-    num_train_timesteps=1000,
-    beta_schedule="linear",
-    beta_start=0.00085,
-    beta_end=0.012,
-    clip_sample=False,
-    steps_offset=1,
-    prediction_type="epsilon",
-)
-UNCLIP = dict(
-    variance_type="fixed_small_log",
-    prediction_type="sample",
-    num_train_timesteps=1000,
-    clip_sample=True,
-    clip_sample_range=10.0,
-)
 
 
 def stock_schedulers() -> list:

@@ -31,6 +31,24 @@ from transformers import (
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
 HIDDEN = 32
+# The schedulers of the hub repos: the prior's and the decoder's.
+UNCLIP_CONFIG = dict(
+    variance_type="fixed_small_log",
+    prediction_type="sample",
+    num_train_timesteps=1000,
+    clip_sample=True,
+    clip_sample_range=10.0,
+)
+DDPM_CONFIG = dict(
+    beta_schedule="linear",
+    beta_start=0.00085,
+    beta_end=0.012,
+    clip_sample=False,
+    num_train_timesteps=1000,
+    prediction_type="epsilon",
+    steps_offset=1,
+    thresholding=False,
+)
 
 
 def _tokenizer(workdir: Path) -> CLIPTokenizer:
@@ -76,13 +94,7 @@ def build_prior(workdir: Path) -> KandinskyV22PriorPipeline:
     prior = PriorTransformer(num_attention_heads=2, attention_head_dim=12, embedding_dim=HIDDEN, num_layers=1)
     # clip_std initialises to zeros, which would zero every embedding.
     prior.clip_std = torch.nn.Parameter(torch.ones(prior.clip_std.shape))
-    scheduler = UnCLIPScheduler(
-        variance_type="fixed_small_log",
-        prediction_type="sample",
-        num_train_timesteps=1000,
-        clip_sample=True,
-        clip_sample_range=10.0,
-    )
+    scheduler = UnCLIPScheduler(**UNCLIP_CONFIG)
     image_processor = CLIPImageProcessor(
         crop_size=32,
         do_center_crop=True,
@@ -136,16 +148,7 @@ def build_decoder() -> KandinskyV22Pipeline:
         up_block_types=["AttnUpDecoderBlock2D"] + ["UpDecoderBlock2D"] * 3,
         vq_embed_dim=4,
     )
-    scheduler = DDPMScheduler(
-        beta_schedule="linear",
-        beta_start=0.00085,
-        beta_end=0.012,
-        clip_sample=False,
-        num_train_timesteps=1000,
-        prediction_type="epsilon",
-        steps_offset=1,
-        thresholding=False,
-    )
+    scheduler = DDPMScheduler(**DDPM_CONFIG)
     return KandinskyV22Pipeline(unet=unet, scheduler=scheduler, movq=movq)
 
 
