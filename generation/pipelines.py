@@ -47,6 +47,7 @@ class KandinskyPipelines:
         prior_steps: int = 25,
         compile: str = "off",
         max_batch: int = 8,
+        cpu_offload: bool = False,
     ) -> None:
         self.prior = prior
         self.decoder = decoder
@@ -56,12 +57,7 @@ class KandinskyPipelines:
         _cache_zero_image_embedding(prior)
         prior.scheduler = with_host_timesteps(prior.scheduler)
         decoder.scheduler = with_host_timesteps(decoder.scheduler)
-        if compile not in COMPILE_MODES:
-            raise ValueError(f"compile must be one of {COMPILE_MODES}, got {compile!r}")
-        if compile == "auto":
-            # On a GPU compiled graphs halve the time per picture (2.0 -> 0.87 s on an H200);
-            # the CPU has no CUDA graphs and would only pay the compile time.
-            compile = "cudagraphs" if device.type == "cuda" else "off"
+        compile = _resolve_compile(compile, device, cpu_offload)
         self._unet: CompiledByBatch | None = None
         self._prior_model: CompiledByBatch | None = None
         # Picture sizes drawn with the compiled decoder: those warmed up. Any other size runs
@@ -78,10 +74,11 @@ class KandinskyPipelines:
         # step 15.9 ms and the prior 0.24 -> 0.085 s, one picture in 1.02 s instead of 1.34 s
         # (bench/results/2026-11-26-engine-v2). CUDA graphs belong to the thread that
         # recorded them: warm up on the worker thread that will draw (generation.factory).
-        # A single request runs on static shapes, batches on a dynamic batch dimension
-        # (generation.compiled says why).
+        # A single request and a full batch run on static shapes, other batches on a dynamic
+        # batch dimension (generation.compiled says why).
         graphs = "reduce-overhead" if cuda_graphs else "default"
-        self._eager = (self.decoder.unet, self.decoder.movq.decode, self.prior.prior)
+        self._eager_unet, self._eager_decode = self.decoder.unet, self.decoder.movq.decode
+        self._eager_prior = self.prior.prior
         # The UNet is 90% of the work: full batches get static shapes too.
         self._unet = CompiledByBatch(self.decoder.unet, graphs, static_sizes=(1, self.max_batch))
         self.decoder.unet = self._unet.batched
@@ -98,7 +95,8 @@ class KandinskyPipelines:
         """Go back to the eager models (when compiling fails)."""
         if self._unet is None:
             return
-        self.decoder.unet, self.decoder.movq.decode, self.prior.prior = self._eager
+        self.decoder.unet, self.decoder.movq.decode = self._eager_unet, self._eager_decode
+        self.prior.prior = self._eager_prior
         self._unet = self._prior_model = None
 
     def prepare(self, width: int, height: int) -> None:
@@ -115,10 +113,9 @@ class KandinskyPipelines:
             self.warm_up(width, height, batch_sizes=self.serving_batch_sizes())
 
     def warm_up(self, width: int, height: int, batch_sizes: Sequence[int] = (1,), steps: int = 2) -> None:
-        """Draw throw-away pictures so CUDA kernels (and a compiled UNet) are ready before
-        the first user asks. A compiled UNet has one graph for single requests and one for
-        every batch size: warming up 1 and MAX_BATCH readies both. Compiled pipelines use
-        their compiled decoder only for the sizes warmed up."""
+        """Draw throw-away pictures so CUDA kernels (and compiled graphs) are ready before
+        the first user asks (``serving_batch_sizes`` says which batch sizes that takes).
+        Compiled pipelines use their compiled decoder only for the sizes warmed up."""
         self._compiled_sizes.add((width, height))
         for size in dict.fromkeys(batch_sizes):
             self.draw([GenerationParams("warm-up", width, height, steps, 4.0, 1.0, seed=i) for i in range(size)])
@@ -155,9 +152,9 @@ class KandinskyPipelines:
                 pipe.enable_model_cpu_offload(device=device)
             else:
                 pipe.to(device)
-        if offload and compile == "auto":
-            compile = "off"  # offload moves the weights for every call: CUDA graphs cannot hold them
-        return cls(prior, decoder, device, prior_steps=prior_steps, compile=compile, max_batch=max_batch)
+        return cls(
+            prior, decoder, device, prior_steps=prior_steps, compile=compile, max_batch=max_batch, cpu_offload=offload
+        )
 
     def release(self) -> None:
         """Drop the models and give their memory back before loading others."""
@@ -194,8 +191,8 @@ class KandinskyPipelines:
 
         if self._unet is not None:
             compiled = (first.width, first.height) in self._compiled_sizes
-            self.decoder.unet = self._unet.for_requests(len(batch)) if compiled else self._eager[0]
-            self.decoder.movq.decode = self._movq_decode if compiled else self._eager[1]
+            self.decoder.unet = self._unet.for_requests(len(batch)) if compiled else self._eager_unet
+            self.decoder.movq.decode = self._movq_decode if compiled else self._eager_decode
         decoded = self.decoder(
             image_embeds=image_embeds,
             negative_image_embeds=negative_embeds,
@@ -251,6 +248,18 @@ class KandinskyPipelines:
                 image_embeds[i] = out.image_embeds[row : row + 1]
                 negative_embeds[i] = out.negative_image_embeds[row : row + 1]
         return torch.cat(image_embeds), torch.cat(negative_embeds)  # type: ignore[arg-type]
+
+
+def _resolve_compile(compile: str, device: torch.device, cpu_offload: bool) -> str:
+    """The compile mode to use: ``auto`` becomes CUDA graphs on a GPU, where compiled graphs
+    halve the time per picture (2.0 -> 0.87 s on an H200), and nothing on the CPU (no CUDA
+    graphs, only the compile time to pay) or with CPU offload (which moves the weights on
+    every call, so CUDA graphs cannot hold them)."""
+    if compile not in COMPILE_MODES:
+        raise ValueError(f"compile must be one of {COMPILE_MODES}, got {compile!r}")
+    if compile != "auto":
+        return compile
+    return "cudagraphs" if device.type == "cuda" and not cpu_offload else "off"
 
 
 class _StepReporter:

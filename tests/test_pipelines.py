@@ -188,6 +188,9 @@ def test_compile_auto_compiles_nothing_on_the_cpu(ours) -> None:
     """The default COMPILE=auto means CUDA graphs on a GPU; on the CPU it would only cost time."""
     pipes = KandinskyPipelines(ours.prior, ours.decoder, CPU, compile="auto")
     assert not hasattr(pipes.decoder.unet, "_orig_mod") and pipes.serving_batch_sizes() == (1,)
+    # Nor with CPU offload on a GPU: the weights move on every call, CUDA graphs cannot hold them.
+    offloaded = KandinskyPipelines(ours.prior, ours.decoder, torch.device("cuda"), compile="auto", cpu_offload=True)
+    assert not offloaded.compiled
 
 
 def test_unknown_compile_mode_is_refused(ours) -> None:
