@@ -349,6 +349,17 @@ async def engine_cases(
         await engine.close()
 
 
+def user_cases(label, pipes, cfg, device, flops, results, info, save, ref) -> None:
+    """The engine at each of ``cfg.users`` simultaneous users (MAX_BATCH 8, with drift against
+    ``ref``), then the most users with MAX_BATCH 16."""
+    asyncio.run(
+        engine_cases(
+            label, pipes, cfg, device, cfg.users, cfg.rounds, 8, flops, results, save, refs=ref, drift=info["drift"]
+        )
+    )
+    asyncio.run(engine_cases(label, pipes, cfg, device, [cfg.users[-1]], cfg.rounds, 16, flops, results, save))
+
+
 def image_diff(ref: Image.Image, img: Image.Image) -> dict:
     a = np.asarray(ref.convert("RGB"), dtype=np.int16)
     b = np.asarray(img, dtype=np.int16)
@@ -477,25 +488,7 @@ def run_eager(cfg, device, dtype, prior, decoder, flops, results, info, save):
     save()
 
     pipes = TimedPipelines(prior, decoder, device, prior_steps=cfg.prior_steps, compile="off")
-    asyncio.run(
-        engine_cases(
-            "engine, compile=False",
-            pipes,
-            cfg,
-            device,
-            cfg.users,
-            cfg.rounds,
-            8,
-            flops,
-            results,
-            save,
-            refs=ref,
-            drift=info["drift"],
-        )
-    )
-    asyncio.run(
-        engine_cases("engine, compile=False", pipes, cfg, device, [cfg.users[-1]], cfg.rounds, 16, flops, results, save)
-    )
+    user_cases("engine, compile=False", pipes, cfg, device, flops, results, info, save, ref)
 
     # The old service: plain pipelines with model CPU offload (last: moves weights off the GPU).
     if device.type == "cuda":
@@ -544,25 +537,7 @@ def run_compile(cfg, device, dtype, prior, decoder, flops, results, info, save):
     info["compile_warmup_second_pass_s"] = again
     log(f"second pass: {again}")
     pipes.records.clear()
-    asyncio.run(
-        engine_cases(
-            "engine, compile=True",
-            pipes,
-            cfg,
-            device,
-            cfg.users,
-            cfg.rounds,
-            8,
-            flops,
-            results,
-            save,
-            refs=ref,
-            drift=info["drift"],
-        )
-    )
-    asyncio.run(
-        engine_cases("engine, compile=True", pipes, cfg, device, [cfg.users[-1]], cfg.rounds, 16, flops, results, save)
-    )
+    user_cases("engine, compile=True", pipes, cfg, device, flops, results, info, save, ref)
 
 
 class FastPipelines(TimedPipelines):
