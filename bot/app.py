@@ -56,9 +56,11 @@ def create_dispatcher(settings: Settings, engine: GenerationEngine, draws: DrawS
     # settings, engine and draws reach handlers, filters and middlewares as workflow data.
     dispatcher = Dispatcher(settings=settings, engine=engine, draws=draws)
     dispatcher.update.outer_middleware(LanguageMiddleware())
+    # Inner middlewares run in this order once the filters chose a handler: a stranger is
+    # refused before a request is counted.
     access = AccessMiddleware()
-    dispatcher.message.outer_middleware(access)
-    dispatcher.callback_query.outer_middleware(access)
+    dispatcher.message.middleware(access)
+    dispatcher.callback_query.middleware(access)
     dispatcher.message.middleware(RateLimitMiddleware(settings.rate_limit_per_min))
     dispatcher.include_routers(*create_routers())
     return dispatcher

@@ -105,8 +105,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "ru": "🔒 Извините, это частный бот. Попросите доступ у владельца.",
     },
     "rate_limited": {
-        "en": "🐢 That's {limit} pictures in the last minute — the most one person may ask for. Please wait {seconds} s.",
-        "ru": "🐢 Это уже {limit} картинок за минуту — больше одному человеку нельзя. Подождите {seconds} с.",
+        "en": "🐢 Requests accepted from you in the last minute: {limit}, the most one person may send. Please wait {seconds} s.",
+        "ru": "🐢 Принято ваших запросов за последнюю минуту: {limit} — больше одному человеку нельзя. Подождите {seconds} с.",
     },
     "json_not_object": {
         "en": "The request body must be a JSON object.",
@@ -219,6 +219,20 @@ TEXTS: dict[str, dict[str, str]] = {
     "models_ready": {"en": "loaded", "ru": "загружены"},
     "models_loading": {"en": "loading…", "ru": "загружаются…"},
     "models_failed": {"en": "not loaded ({error})", "ru": "не загружены ({error})"},
+    # --- handlers ---
+    "repeated_option": {
+        "en": "<code>{option}</code> is given twice. Please give each option once.",
+        "ru": "Параметр <code>{option}</code> указан дважды. Укажите каждый параметр один раз.",
+    },
+    "option_takes_no_value": {
+        "en": "<code>{option}</code> takes no value: write just <code>{option}</code>.",
+        "ru": "У <code>{option}</code> не бывает значения: напишите просто <code>{option}</code>.",
+    },
+    "button_unknown": {
+        "en": "This button no longer works.",
+        "ru": "Эта кнопка больше не работает.",
+    },
+    "models_failed_hidden": {"en": "failed to load", "ru": "не загрузились"},
 }
 
 

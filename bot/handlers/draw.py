@@ -16,7 +16,9 @@ from bot.delivery import reply_to
 from bot.draw_args import DrawArgsError, DrawLimits, parse_draw_args
 from bot.draw_service import DrawService
 from bot.keyboards import CancelJob, cancel_keyboard
+from bot.middlewares.rate_limit import ACCEPTED
 from bot.progress import progress_text
+from bot.senders import may_cancel, sender_id
 from bot.telegram_retry import with_retries
 from bot.texts import text
 from config import Settings
@@ -47,14 +49,14 @@ async def draw_command(
     engine: GenerationEngine,
     settings: Settings,
     lang: str,
-) -> None:
-    await draw(message, command.args, draws, engine, settings, lang)
+) -> str | None:
+    return await draw(message, command.args, draws, engine, settings, lang)
 
 
 async def draw_plain_text(
     message: Message, draws: DrawService, engine: GenerationEngine, settings: Settings, lang: str
-) -> None:
-    await draw(message, message.text, draws, engine, settings, lang)
+) -> str | None:
+    return await draw(message, message.text, draws, engine, settings, lang)
 
 
 async def hint(message: Message, lang: str) -> None:
@@ -64,15 +66,16 @@ async def hint(message: Message, lang: str) -> None:
 
 async def draw(
     message: Message, args: str | None, draws: DrawService, engine: GenerationEngine, settings: Settings, lang: str
-) -> None:
+) -> str | None:
+    """Queue the request; ACCEPTED if it was (only then does it count for the rate limit)."""
     try:
         request = parse_draw_args(args, draw_limits(settings))
     except DrawArgsError as exc:
         params = {k: html.escape(str(v)) for k, v in exc.params.items()}
         await reply(message, text(lang, exc.key, **params))
-        return
+        return None
 
-    user_id = message.from_user.id if message.from_user else message.chat.id
+    user_id = sender_id(message)  # an anonymous admin is their group, not GroupAnonymousBot
     try:
         ticket = await draws.submit(
             params=request.params,
@@ -84,16 +87,16 @@ async def draw(
         )
     except UserQueueFull:
         await reply(message, text(lang, "busy_user", limit=settings.max_pending_per_user))
-        return
+        return None
     except QueueFull:
         await reply(message, text(lang, "busy_global", limit=settings.max_queue))
-        return
+        return None
     except ModelsUnavailable:
         await reply(message, text(lang, "models_unavailable"))
-        return
+        return None
     if ticket is None:
         log.info("message %s in chat %s was accepted before: not queued twice", message.message_id, message.chat.id)
-        return
+        return None
     log.info("job %s queued for user %s: %sx%s, %s steps", ticket.journal_id, user_id, *request.params.batch_key[:3])
     try:
         status = await reply(message, progress_text(ticket.job, engine, lang), cancel_keyboard(ticket.job.id, lang))
@@ -101,6 +104,7 @@ async def draw(
         log.warning("job %s: status message not sent: %s", ticket.journal_id, exc)
         status = None
     draws.follow(ticket, status)
+    return ACCEPTED
 
 
 async def reply(message: Message, line: str, keyboard=None) -> Message:
@@ -112,7 +116,7 @@ async def reply(message: Message, line: str, keyboard=None) -> Message:
 
 async def cancel(query: CallbackQuery, callback_data: CancelJob, engine: GenerationEngine, lang: str) -> None:
     job = engine.find(callback_data.job_id)
-    if job is not None and job.user_id != query.from_user.id:
+    if job is not None and not await may_cancel(query, job.user_id):
         await query.answer(text(lang, "cancel_not_yours"), show_alert=True)
         return
     if job is None or job.state is not JobState.QUEUED or not engine.cancel(job):
