@@ -80,7 +80,8 @@ def test_plural_selects_name_every_cldr_form(lang: str) -> None:
     selects = [(key, s) for key, found in CATALOGUES[lang].items() for s in found.selects]
     assert selects
     for key, variants in selects:
-        assert variants == forms, (key, variants)
+        if variants & forms:  # a select on a count (a select on something else names its own keys)
+            assert variants == forms, (key, variants)
 
 
 @pytest.mark.parametrize(
