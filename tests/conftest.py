@@ -18,11 +18,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub
 from fake_telegram import FakeTelegram
 from tiny_kandinsky import save_tiny_models
 
+from bot import texts
 from bot.app import run_bot
 from config import Settings, settings_from_env
 
 TOKEN = "123456789:TEST-secret-token-do-not-log"
 ADMIN_ID = 99
+
+texts.raise_errors()  # a missing message or a text that does not format fails the test
 
 
 @pytest.fixture(scope="session")

@@ -96,9 +96,12 @@ async def test_russian_user_gets_russian(bot: FakeTelegram) -> None:
     await bot.send_text("/draw лиса --steps много", user_id=12, lang="ru")
     [error] = await bot.wait_for("sendMessage", chat_id=12)
     assert "целое число от 1 до 100" in error.data["text"]
+    await bot.send_text("/draw " + "л" * 1001, user_id=12, lang="ru")
+    [too_long] = await bot.wait_for("sendMessage", chat_id=12, text_contains="В описании")
+    assert "В описании 1001 символ," in too_long.data["text"]  # counts reach the catalogue as numbers
     await bot.send_text("/draw a fox", user_id=12, lang="ru")
     [photo] = await bot.wait_for("sendPhoto", chat_id=12)
-    assert "шагов" in photo.data["caption"]
+    assert "· 4 шага ·" in photo.data["caption"]  # DEFAULT_STEPS=4: "4 шага", never "4 шагов"
 
 
 async def test_long_prompt_is_drawn_and_said_to_be_cut(bot: FakeTelegram) -> None:

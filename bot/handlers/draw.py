@@ -71,7 +71,8 @@ async def draw(
     try:
         request = parse_draw_args(args, draw_limits(settings))
     except DrawArgsError as exc:
-        params = {k: html.escape(str(v)) for k, v in exc.params.items()}
+        # Numbers stay numbers: the catalogue picks plural forms by them ("351 символ").
+        params = {k: html.escape(v) if isinstance(v, str) else v for k, v in exc.params.items()}
         await reply(message, text(lang, exc.key, **params))
         return None
 
