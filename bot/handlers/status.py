@@ -9,8 +9,7 @@ from aiogram.filters import Command
 from aiogram.types import Message
 
 from bot.texts import text
-from generation import GenerationEngine
-from generation.engine import ModelState
+from generation import GenerationEngine, ModelState
 
 
 def status_text(engine: GenerationEngine, lang: str) -> str:
