@@ -38,7 +38,7 @@ class RedactSecrets(logging.Filter):
 def setup_logging(settings: Settings) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RedactSecrets(settings.bot_token))
+    handler.addFilter(RedactSecrets(*settings.secret_values))
     logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
 
 
@@ -97,14 +97,13 @@ def draw_once(settings: Settings, prompt: str, options: list[str], output: Path)
     """One picture through the same engine the bot uses, with a progress bar."""
     from tqdm import tqdm
 
-    from bot.app import create_engine
     from bot.draw_args import DrawArgsError, parse_draw_args
-    from bot.handlers.draw import draw_limits
     from bot.texts import plain, text
     from generation import GenerationError
+    from generation.composition import create_engine, request_limits
 
     try:
-        request = parse_draw_args(" ".join([prompt, *map(shlex.quote, options)]), draw_limits(settings))
+        request = parse_draw_args(" ".join([prompt, *map(shlex.quote, options)]), request_limits(settings))
     except DrawArgsError as exc:
         print(plain(text("en", exc.key, **exc.params)), file=sys.stderr)
         return 2

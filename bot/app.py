@@ -17,7 +17,6 @@ from aiohttp import web
 
 from bot.draw_service import DrawService
 from bot.handlers import create_routers
-from bot.handlers.draw import draw_limits
 from bot.journal import Journal
 from bot.middlewares.access import AccessMiddleware
 from bot.middlewares.language import LanguageMiddleware
@@ -25,7 +24,7 @@ from bot.middlewares.rate_limit import RateLimitMiddleware
 from bot.web.api import add_api
 from config import Settings
 from generation import GenerationEngine
-from generation.factory import build_engine
+from generation.composition import create_engine, request_limits
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +45,7 @@ COMMANDS = {
 def create_bot(settings: Settings) -> Bot:
     session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
     return Bot(
-        token=settings.bot_token,
+        token=settings.bot_token.get_secret_value(),
         session=session,
         default=DefaultBotProperties(parse_mode=ParseMode.HTML),
     )
@@ -64,24 +63,6 @@ def create_dispatcher(settings: Settings, engine: GenerationEngine, draws: DrawS
     dispatcher.message.middleware(RateLimitMiddleware(settings.rate_limit_per_min))
     dispatcher.include_routers(*create_routers())
     return dispatcher
-
-
-def create_engine(settings: Settings, *, warm_up_size: tuple[int, int] | None = None) -> GenerationEngine:
-    """The engine as the settings describe it; warmed up (on CUDA) for the default size
-    unless another is named."""
-    return build_engine(
-        prior_model=settings.prior_model,
-        decoder_model=settings.decoder_model,
-        device=settings.device,
-        dtype=settings.dtype,
-        cpu_offload=settings.cpu_offload,
-        compile=settings.compile,
-        prior_steps=settings.prior_steps,
-        warm_up_size=warm_up_size or (settings.default_width, settings.default_height),
-        max_batch=settings.max_batch,
-        max_queue=settings.max_queue,
-        max_pending_per_user=settings.max_pending_per_user,
-    )
 
 
 async def set_commands(bot: Bot) -> None:
@@ -103,11 +84,11 @@ async def start_http_server(
     if settings.http_port is None:
         return None
     app = web.Application()
-    add_api(app, engine, draw_limits(settings), settings.api_token)
+    add_api(app, engine, request_limits(settings), settings.api_tokens)
     if settings.webhook_url:
         # Telegram sends WEBHOOK_SECRET back in a header; aiogram refuses updates without it.
         SimpleRequestHandler(
-            dispatcher, bot, secret_token=settings.webhook_secret or None, handle_in_background=True
+            dispatcher, bot, secret_token=settings.webhook_secret.get_secret_value(), handle_in_background=True
         ).register(app, path=settings.webhook_path)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -168,7 +149,7 @@ async def take_webhook_updates(
             loop.add_signal_handler(sig, stop.set)
     await bot.set_webhook(
         settings.webhook_url,
-        secret_token=settings.webhook_secret or None,
+        secret_token=settings.webhook_secret.get_secret_value(),
         allowed_updates=dispatcher.resolve_used_update_types(),
     )
     log.info("webhook set; waiting for updates on %s", settings.webhook_path)

@@ -8,7 +8,7 @@ import secrets
 import unicodedata
 from dataclasses import dataclass
 
-from generation import GenerationParams
+from generation import DrawLimits, GenerationParams
 
 SEED_MAX = 2**32 - 1
 GUIDANCE_MAX = 20.0
@@ -44,18 +44,6 @@ class DrawArgsError(ValueError):
         super().__init__(key)
         self.key = key
         self.params = params
-
-
-@dataclass(frozen=True)
-class DrawLimits:
-    default_width: int
-    default_height: int
-    default_steps: int
-    default_guidance: float
-    default_prior_guidance: float
-    max_side: int
-    max_steps: int
-    max_prompt_chars: int = 1000
 
 
 @dataclass(frozen=True)

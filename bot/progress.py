@@ -10,8 +10,7 @@ from aiogram.types import Message
 
 from bot.keyboards import cancel_keyboard
 from bot.texts import text
-from generation import GenerationEngine, Job, JobState
-from generation.engine import ModelState
+from generation import GenerationEngine, Job, JobState, ModelState
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Knows nothing of Telegram: the bot, an HTTP API or a CLI can drive it alike.
 """
 
-from generation.engine import EngineStatus, GenerationEngine, Job, JobState
+from generation.engine import EngineStatus, GenerationEngine, Job, JobState, ModelState
 from generation.errors import (
     GenerationError,
     JobCancelled,
@@ -12,9 +12,10 @@ from generation.errors import (
     QueueFull,
     UserQueueFull,
 )
-from generation.params import GenerationParams, GenerationResult
+from generation.params import DrawLimits, GenerationParams, GenerationResult
 
 __all__ = [
+    "DrawLimits",
     "EngineStatus",
     "GenerationEngine",
     "GenerationError",
@@ -23,6 +24,7 @@ __all__ = [
     "Job",
     "JobCancelled",
     "JobState",
+    "ModelState",
     "ModelsUnavailable",
     "OutOfMemory",
     "QueueFull",

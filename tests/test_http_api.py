@@ -136,17 +136,20 @@ async def test_generate_shares_the_queue_and_metrics_count_it(telegram: FakeTele
     assert "kandinsky_batch_size_bucket" in metrics and "kandinsky_generation_seconds_count 5.0" in metrics
 
 
+SECRET = "s3cret-value-0123456789"  # WEBHOOK_SECRET: 16 characters at least
+
+
 async def test_webhook_mode(telegram: FakeTelegram, make_settings, port: int) -> None:
     settings = make_settings(
         telegram.url,
         HTTP_PORT=str(port),
         WEBHOOK_URL="https://bot.example.org/telegram/hook",
-        WEBHOOK_SECRET="s3cret-value",
+        WEBHOOK_SECRET=SECRET,
     )
     async with running_bot(settings):
         [webhook] = await telegram.wait_for("setWebhook")
         assert webhook.data["url"] == "https://bot.example.org/telegram/hook"
-        assert webhook.data["secret_token"] == "s3cret-value"
+        assert webhook.data["secret_token"] == SECRET
         assert not telegram.find("getUpdates")
         update = {
             "update_id": 1,
@@ -163,7 +166,7 @@ async def test_webhook_mode(telegram: FakeTelegram, make_settings, port: int) ->
         async with aiohttp.ClientSession() as http:
             async with http.post(url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "wrong"}) as response:
                 assert response.status == 401
-            async with http.post(url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret-value"}) as r:
+            async with http.post(url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": SECRET}) as r:
                 assert r.status == 200
         [photo] = await telegram.wait_for("sendPhoto", chat_id=70)
         assert "a fox by webhook" in photo.data["caption"]

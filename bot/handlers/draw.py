@@ -13,7 +13,7 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, Message
 
 from bot.delivery import reply_to
-from bot.draw_args import DrawArgsError, DrawLimits, parse_draw_args
+from bot.draw_args import DrawArgsError, parse_draw_args
 from bot.draw_service import DrawService
 from bot.keyboards import CancelJob, cancel_keyboard
 from bot.middlewares.rate_limit import ACCEPTED
@@ -23,23 +23,11 @@ from bot.telegram_retry import with_retries
 from bot.texts import text
 from config import Settings
 from generation import GenerationEngine, JobState, ModelsUnavailable, QueueFull, UserQueueFull
+from generation.composition import request_limits
 
 log = logging.getLogger(__name__)
 
 RATE_LIMITED = {"rate_limited": True}  # flag read by RateLimitMiddleware
-
-
-def draw_limits(settings: Settings) -> DrawLimits:
-    return DrawLimits(
-        default_width=settings.default_width,
-        default_height=settings.default_height,
-        default_steps=settings.default_steps,
-        default_guidance=settings.default_guidance,
-        default_prior_guidance=settings.default_prior_guidance,
-        max_side=settings.max_side,
-        max_steps=settings.max_steps,
-        max_prompt_chars=settings.max_prompt_chars,
-    )
 
 
 async def draw_command(
@@ -69,7 +57,7 @@ async def draw(
 ) -> str | None:
     """Queue the request; ACCEPTED if it was (only then does it count for the rate limit)."""
     try:
-        request = parse_draw_args(args, draw_limits(settings))
+        request = parse_draw_args(args, request_limits(settings))
     except DrawArgsError as exc:
         # Numbers stay numbers: the catalogue picks plural forms by them ("351 символ").
         params = {k: html.escape(v) if isinstance(v, str) else v for k, v in exc.params.items()}

@@ -11,8 +11,7 @@ from aiogram.types import Message, User
 from bot.filters import is_admin
 from bot.texts import text
 from config import Settings
-from generation import GenerationEngine
-from generation.engine import ModelState
+from generation import GenerationEngine, ModelState
 
 
 def status_text(engine: GenerationEngine, lang: str, *, details: bool) -> str:

@@ -2,7 +2,7 @@
 
 GET / (service info), GET /health, POST /generate (JSON in, image/png out, through the same
 queue and batching as /draw), POST /reload, GET /metrics. /generate and /reload require
-``Authorization: Bearer <API_TOKEN>`` when API_TOKEN is set.
+``Authorization: Bearer <token>`` when API_TOKEN or API_TOKENS is set (any one of them).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ENGINE = web.AppKey("engine", GenerationEngine)
 LIMITS = web.AppKey("limits", DrawLimits)
-API_TOKEN = web.AppKey("api_token", str)
+API_TOKENS = web.AppKey("api_tokens", tuple[str, ...])
 METRICS = web.AppKey("metrics", Metrics)
 # API clients share the fair queue with Telegram users; ids below this never clash.
 API_USER_BASE = -(10**15)
@@ -37,10 +37,11 @@ def error(status: int, message: str) -> web.Response:
 
 def requires_token(handler: Handler) -> Handler:
     async def checked(request: web.Request) -> web.StreamResponse:
-        token = request.app[API_TOKEN]
-        if token:
-            given = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        tokens = request.app[API_TOKENS]
+        if tokens:
+            given = request.headers.get("Authorization", "").encode()
+            # every token compared (a list, not a generator): the time says nothing about which matched
+            if not any([hmac.compare_digest(given, f"Bearer {token}".encode()) for token in tokens]):
                 return error(401, "missing or wrong API token: send 'Authorization: Bearer <API_TOKEN>'")
         return await handler(request)
 
@@ -126,8 +127,8 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=request.app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE})
 
 
-def add_api(app: web.Application, engine: GenerationEngine, limits: DrawLimits, api_token: str) -> None:
-    app[ENGINE], app[LIMITS], app[API_TOKEN] = engine, limits, api_token
+def add_api(app: web.Application, engine: GenerationEngine, limits: DrawLimits, api_tokens: tuple[str, ...]) -> None:
+    app[ENGINE], app[LIMITS], app[API_TOKENS] = engine, limits, api_tokens
     app[METRICS] = Metrics(engine)
     app.router.add_get("/", info)
     app.router.add_get("/health", health)
