@@ -6,6 +6,7 @@ variable and what is allowed; ``main.py`` prints it and exits.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -60,6 +61,10 @@ class Settings:
     http_port: int | None = None
     http_host: str = "127.0.0.1"
     api_token: str = field(default="", repr=False)
+    # Every accepted API token: API_TOKEN and API_TOKENS together (empty: no auth).
+    api_tokens: tuple[str, ...] = field(default=(), repr=False)
+    # Peers whose X-Forwarded-For names the HTTP API client (TRUSTED_PROXIES).
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     webhook_url: str = ""
     webhook_secret: str = field(default="", repr=False)
 
@@ -211,11 +216,14 @@ def _http_settings(get: Callable[[str, str], str]) -> dict:
     port = _number("HTTP_PORT", port_raw, int, 1, 65535) if port_raw else None
     host = get("HTTP_HOST", "127.0.0.1").strip()
     api_token = get("API_TOKEN", "").strip()
+    api_tokens = _parse_tokens(api_token, get("API_TOKENS", ""))
+    trusted_proxies = _parse_networks("TRUSTED_PROXIES", get("TRUSTED_PROXIES", ""))
     webhook_url = get("WEBHOOK_URL", "").strip()
     webhook_secret = get("WEBHOOK_SECRET", "").strip()
-    if port is not None and host not in LOCAL_HOSTS and not api_token:
+    if port is not None and host not in LOCAL_HOSTS and not api_tokens:
         raise ConfigError(
-            f"API_TOKEN is required when HTTP_HOST={host} makes the HTTP API reachable from other machines"
+            f"API_TOKEN is required when HTTP_HOST={host} makes the HTTP API reachable from other machines "
+            "(or API_TOKENS: one token per client)"
         )
     if webhook_url:
         if not webhook_url.startswith("https://"):
@@ -228,9 +236,32 @@ def _http_settings(get: Callable[[str, str], str]) -> dict:
         "http_port": port,
         "http_host": host,
         "api_token": api_token,
+        "api_tokens": api_tokens,
+        "trusted_proxies": trusted_proxies,
         "webhook_url": webhook_url,
         "webhook_secret": webhook_secret,
     }
+
+
+def _parse_tokens(api_token: str, raw: str) -> tuple[str, ...]:
+    """API_TOKEN plus the comma-separated API_TOKENS (one per client), without repeats."""
+    tokens = [api_token, *(part.strip() for part in raw.split(","))]
+    return tuple(dict.fromkeys(t for t in tokens if t))
+
+
+def _parse_networks(name: str, raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    networks = []
+    for part in raw.replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ConfigError(
+                f"{name} must be comma-separated IP addresses or networks (such as 10.0.0.0/8), got {part!r}"
+            ) from None
+    return tuple(networks)
 
 
 def load_settings(env_file: str | None = ".env", *, require_token: bool = True) -> Settings:
