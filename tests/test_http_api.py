@@ -17,7 +17,7 @@ from fake_telegram import FakeTelegram
 import main
 from bot.web.api import PATHS, add_api
 from bot.web.clients import api_user_id, client_address
-from config import settings_from_env
+from config import ConfigError, settings_from_env
 from generation import GenerationEngine
 
 API_TOKEN = "api-secret-123"
@@ -348,6 +348,16 @@ async def test_a_failed_reload_says_so(telegram: FakeTelegram, make_settings, po
             assert answer["status"] == "error" and answer["message"].startswith("Не удалось загрузить модели")
             assert (await health_until(http, base, lambda h: True))["status"] == "unhealthy"
             assert await asyncio.to_thread(main.health, settings) == 1
+
+
+def test_api_tokens_and_trusted_proxies_settings() -> None:
+    env = {"BOT_TOKEN": "1:a", "HTTP_PORT": "8080", "HTTP_HOST": "0.0.0.0"}
+    settings = settings_from_env({**env, "API_TOKEN": "t0", "API_TOKENS": " t1, t2,,t0 "})
+    assert settings.api_tokens == ("t0", "t1", "t2") and "t1" not in repr(settings)
+    assert settings_from_env({**env, "API_TOKENS": "t1"}).api_tokens == ("t1",)  # enough for a public host
+    assert settings_from_env({"BOT_TOKEN": "1:a"}).api_tokens == ()
+    with pytest.raises(ConfigError, match=r"TRUSTED_PROXIES must be .* got 'proxy\.local'"):
+        settings_from_env({"BOT_TOKEN": "1:a", "TRUSTED_PROXIES": "10.0.0.1, proxy.local"})
 
 
 def test_forwarded_for_counts_only_from_trusted_proxies() -> None:
