@@ -75,7 +75,7 @@ async def info(request: web.Request) -> web.Response:
             "service": "Kandinsky 2.2 (Telegram bot with the old HTTP API)",
             "endpoints": {
                 "GET /": "this description",
-                "GET /health": "status, device, models_loaded, queue_length",
+                "GET /health": "status (healthy, reloading or unhealthy), device, models_loaded, queue_length",
                 "POST /generate": "JSON: prompt, negative_prompt, width, height, num_inference_steps, "
                 "guidance_scale, prior_guidance_scale, seed -> image/png",
                 "POST /reload": "reload both models",
