@@ -169,7 +169,7 @@ def health(settings: Settings) -> int:
         print(f"unhealthy: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(status))
-    return 0 if status.get("status") == "healthy" else 1
+    return 0 if status.get("status") in ("healthy", "reloading") else 1  # reloading: busy, not broken
 
 
 if __name__ == "__main__":

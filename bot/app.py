@@ -84,13 +84,14 @@ async def start_http_server(
     if settings.http_port is None:
         return None
     app = web.Application()
-    add_api(app, engine, request_limits(settings), settings.api_tokens)
+    add_api(app, engine, request_limits(settings), settings.api_tokens, settings.trusted_proxies)
     if settings.webhook_url:
         # Telegram sends WEBHOOK_SECRET back in a header; aiogram refuses updates without it.
         SimpleRequestHandler(
             dispatcher, bot, secret_token=settings.webhook_secret.get_secret_value(), handle_in_background=True
         ).register(app, path=settings.webhook_path)
-    runner = web.AppRunner(app, access_log=None)
+    # handler_cancellation: a /generate whose client hung up is cancelled, and so is its job.
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
     await runner.setup()
     await web.TCPSite(runner, settings.http_host, settings.http_port).start()
     log.info("HTTP server on %s:%s", settings.http_host, settings.http_port)

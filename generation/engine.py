@@ -94,6 +94,9 @@ class EngineStatus:
     running: int
     images_per_minute: float
     gpu_memory_bytes: int | None
+    # Loading again after the models were ready: the old ones finish the running batch and
+    # requests wait for the new ones (busy, not broken; unlike the first load or a failure).
+    reloading: bool = False
 
     @property
     def healthy(self) -> bool:
@@ -121,6 +124,7 @@ class GenerationEngine:
         self._max_pending = max_pending_per_user
         self._queue: FairQueue[Job] = FairQueue()
         self._state = ModelState.LOADING
+        self._reloading = False  # see EngineStatus.reloading
         self._error: str | None = None
         self._reload_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []
@@ -168,6 +172,7 @@ class GenerationEngine:
         """
         async with self._reload_lock:
             await self._queue.set_paused(True)
+            self._reloading = self._state is ModelState.READY
             self._state, self._error = ModelState.LOADING, None
             try:
                 # One device at a time: from_pretrained builds models under a process-wide
@@ -177,10 +182,11 @@ class GenerationEngine:
             except Exception as exc:
                 log.exception("loading the models failed")
                 self._state, self._error = ModelState.FAILED, f"{type(exc).__name__}: {exc}"
+                self._reloading = False
                 for job in self._queue.drain():
                     self._fail(job, ModelsUnavailable(self._error))
                 raise
-            self._state = ModelState.READY
+            self._state, self._reloading = ModelState.READY, False
             log.info("models ready on %s", ", ".join(str(w.device) for w in self._workers))
             if self._accepting:
                 await self._queue.set_paused(False)
@@ -252,6 +258,7 @@ class GenerationEngine:
             running=len(self._running),
             images_per_minute=recent / (self.RATE_WINDOW_S / 60),
             gpu_memory_bytes=sum(cuda_memory) if cuda_memory else None,
+            reloading=self._reloading,
         )
 
     # -- workers --------------------------------------------------------------------
