@@ -169,7 +169,10 @@ def health(settings: Settings) -> int:
         print(f"unhealthy: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(status))
-    return 0 if status.get("status") in ("healthy", "reloading") else 1  # reloading: busy, not broken
+    # Reloading, or loading for the first time (a 10 GB download, then compiling): busy, not
+    # broken, since the bot answers users and queues their requests. Failed models are broken.
+    busy = status.get("status") == "reloading" or status.get("models") == "loading"
+    return 0 if status.get("status") == "healthy" or busy else 1
 
 
 if __name__ == "__main__":

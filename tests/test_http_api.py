@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import shutil
 import socket
+import threading
 import time
 from collections.abc import Callable
 
 import aiohttp
 import pytest
+import torch
 from aiohttp import web
 from conftest import png_image, running_bot
 from fake_telegram import FakeTelegram
@@ -18,7 +20,8 @@ import main
 from bot.web.api import PATHS, add_api
 from bot.web.clients import api_user_id, client_address
 from config import HTTP_API_PATHS, ConfigError, settings_from_env
-from generation import GenerationEngine
+from generation import GenerationEngine, ModelState
+from generation.composition import request_limits
 
 API_TOKEN = "api-secret-123"
 
@@ -351,6 +354,39 @@ async def test_a_failed_reload_says_so(telegram: FakeTelegram, make_settings, po
             assert answer["status"] == "error" and answer["message"].startswith("Не удалось загрузить модели")
             assert (await health_until(http, base, lambda h: True))["status"] == "unhealthy"
             assert await asyncio.to_thread(main.health, settings) == 1
+
+
+async def test_health_check_passes_while_the_models_load_and_fails_when_they_failed(make_settings, port: int) -> None:
+    """Docker's HEALTHCHECK (main.py health) must not kill a bot that is still downloading or
+    compiling its models: it answers users meanwhile. Failed models are unhealthy."""
+    loading, fail = threading.Event(), threading.Event()
+
+    def loader(device: torch.device) -> None:
+        loading.set()
+        fail.wait(30)
+        raise OSError("no such model")
+
+    engine = GenerationEngine([torch.device("cpu")], loader)  # type: ignore[arg-type]
+    settings = make_settings(HTTP_PORT=str(port))
+    app = web.Application()
+    add_api(app, engine, request_limits(settings), ())
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await engine.start()
+    try:
+        await asyncio.to_thread(loading.wait, 30)
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/health") as response:
+            assert (await response.json())["models"] == "loading"
+        assert await asyncio.to_thread(main.health, settings) == 0
+        fail.set()
+        while engine.models_state is ModelState.LOADING:
+            await asyncio.sleep(0.05)
+        assert await asyncio.to_thread(main.health, settings) == 1
+    finally:
+        fail.set()
+        await engine.close()
+        await runner.cleanup()
 
 
 def test_api_tokens_and_trusted_proxies_settings() -> None:

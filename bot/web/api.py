@@ -92,6 +92,8 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "status": "reloading" if status.reloading else "healthy" if status.healthy else "unhealthy",
+            # loading, ready or failed: a bot still loading answers users and queues their requests
+            "models": status.models.value,
             "device": ",".join(status.devices),
             "models_loaded": status.healthy,
             "queue_length": status.queued,
