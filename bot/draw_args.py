@@ -5,9 +5,14 @@ from __future__ import annotations
 import math
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from generation import GenerationParams
+from generation import GenerationParams  # torch-free: the command line checks options before torch loads
+
+if TYPE_CHECKING:
+    from config import Settings
 
 SEED_MAX = 2**32 - 1
 GUIDANCE_MAX = 20.0
@@ -53,6 +58,19 @@ class DrawLimits:
     max_prompt_chars: int = 1000
 
 
+def draw_limits(settings: Settings) -> DrawLimits:
+    return DrawLimits(
+        default_width=settings.default_width,
+        default_height=settings.default_height,
+        default_steps=settings.default_steps,
+        default_guidance=settings.default_guidance,
+        default_prior_guidance=settings.default_prior_guidance,
+        max_side=settings.max_side,
+        max_steps=settings.max_steps,
+        max_prompt_chars=settings.max_prompt_chars,
+    )
+
+
 @dataclass(frozen=True)
 class DrawRequest:
     params: GenerationParams
@@ -87,6 +105,17 @@ def parse_draw_args(args: str | None, limits: DrawLimits) -> DrawRequest:
             raise DrawArgsError("unknown_option", option=f"--{name}", available=", ".join(OPTIONS))
 
     prompt = _unquote(" ".join(w.strip() for w in prompt_words if w.strip()))
+    return request_from_options(prompt, values, limits, as_document=as_document)
+
+
+def request_from_options(
+    prompt: str, values: Mapping[str, str], limits: DrawLimits, *, as_document: bool = False
+) -> DrawRequest:
+    """A request from a prompt and option values already split apart, as the command
+    line's arguments are (nothing is unquoted or re-split). ``values`` is keyed by the
+    option's name without ``--``: neg, size, ar, steps, seed, guidance, prior-guidance.
+    Raises DrawArgsError."""
+    prompt = prompt.strip()
     if not prompt:
         raise DrawArgsError("usage")
     for value in (prompt, values.get("neg", "")):

@@ -13,7 +13,7 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, Message
 
 from bot.delivery import reply_to
-from bot.draw_args import DrawArgsError, DrawLimits, parse_draw_args
+from bot.draw_args import DrawArgsError, draw_limits, parse_draw_args
 from bot.draw_service import DrawService
 from bot.keyboards import CancelJob, cancel_keyboard
 from bot.progress import progress_text
@@ -25,19 +25,6 @@ from generation import GenerationEngine, JobState, ModelsUnavailable, QueueFull,
 log = logging.getLogger(__name__)
 
 RATE_LIMITED = {"rate_limited": True}  # flag read by RateLimitMiddleware
-
-
-def draw_limits(settings: Settings) -> DrawLimits:
-    return DrawLimits(
-        default_width=settings.default_width,
-        default_height=settings.default_height,
-        default_steps=settings.default_steps,
-        default_guidance=settings.default_guidance,
-        default_prior_guidance=settings.default_prior_guidance,
-        max_side=settings.max_side,
-        max_steps=settings.max_steps,
-        max_prompt_chars=settings.max_prompt_chars,
-    )
 
 
 async def draw_command(
