@@ -14,7 +14,7 @@ LANGUAGES = ("en", "ru")
 TEXTS: dict[str, dict[str, str]] = {
     "help": {
         "en": (
-            "🎨 I draw pictures with <b>Kandinsky 2.2</b>, right on this bot's own GPU.\n\n"
+            "🎨 I draw pictures with <b>Kandinsky 2.2</b>, {where}.\n\n"
             "<b>How to ask</b>\n"
             "<code>/draw a red fox in the snow</code>\n"
             "<code>/draw a lighthouse at dusk --ar 16:9 --seed 42</code>\n"
@@ -33,7 +33,7 @@ TEXTS: dict[str, dict[str, str]] = {
             "/status shows whether I'm ready and how many requests are waiting."
         ),
         "ru": (
-            "🎨 Я рисую картинки нейросетью <b>Kandinsky 2.2</b> прямо на видеокарте этого бота.\n\n"
+            "🎨 Я рисую картинки нейросетью <b>Kandinsky 2.2</b> {where}.\n\n"
             "<b>Как попросить</b>\n"
             "<code>/draw a red fox in the snow</code>\n"
             "<code>/draw a lighthouse at dusk --ar 16:9 --seed 42</code>\n"
@@ -219,6 +219,15 @@ TEXTS: dict[str, dict[str, str]] = {
     "models_ready": {"en": "loaded", "ru": "загружены"},
     "models_loading": {"en": "loading…", "ru": "загружаются…"},
     "models_failed": {"en": "not loaded ({error})", "ru": "не загружены ({error})"},
+    # --- startup ---
+    "help_where_gpu": {
+        "en": "right on this bot's own GPU",
+        "ru": "прямо на видеокарте этого бота",
+    },
+    "help_where_cpu": {
+        "en": "on this bot's own processor (it has no GPU, so each picture takes a while)",
+        "ru": "на процессоре этого бота (видеокарты у него нет, так что каждая картинка рисуется небыстро)",
+    },
 }
 
 
