@@ -183,19 +183,18 @@ def draw_once(settings: Settings, request: DrawRequest, output: Path) -> int:
 
 def prefetch(settings: Settings) -> int:
     """Download both pipelines into the Hugging Face cache (a local directory is left alone)."""
+    models = {"PRIOR_MODEL": settings.prior_model, "DECODER_MODEL": settings.decoder_model}
+    for name, model in models.items():  # a typo in a path is told before anything is fetched
+        if not Path(model).expanduser().is_dir() and not _is_hub_id(model):
+            print(f"{name}={model}: no such directory (and not a Hugging Face id such as owner/name)", file=sys.stderr)
+            return 1
     quiet_libraries()
     from diffusers import KandinskyV22Pipeline, KandinskyV22PriorPipeline
 
-    for name, pipeline, model in (
-        ("PRIOR_MODEL", KandinskyV22PriorPipeline, settings.prior_model),
-        ("DECODER_MODEL", KandinskyV22Pipeline, settings.decoder_model),
-    ):
+    for pipeline, model in zip((KandinskyV22PriorPipeline, KandinskyV22Pipeline), models.values(), strict=True):
         if Path(model).expanduser().is_dir():
             print(f"{model}: a local directory, nothing to download")
             continue
-        if not _is_hub_id(model):
-            print(f"{name}={model}: no such directory (and not a Hugging Face id such as owner/name)", file=sys.stderr)
-            return 1
         print(f"downloading {model} ...")
         try:
             path = pipeline.download(model)
