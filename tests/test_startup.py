@@ -284,7 +284,7 @@ print(type(pipes.prior.image_processor).__name__)
 async def test_help_says_cpu_when_drawing_on_the_cpu(bot: FakeTelegram) -> None:
     await bot.send_text("/help", user_id=31)
     [en] = await bot.wait_for("sendMessage", chat_id=31)
-    assert "processor" in en.data["text"] and "GPU" not in en.data["text"]
+    assert "own processor" in en.data["text"] and "own GPU" not in en.data["text"]
     await bot.send_text("/help", user_id=32, lang="ru")
     [ru] = await bot.wait_for("sendMessage", chat_id=32)
     assert "на процессоре" in ru.data["text"] and "видеокарте этого бота" not in ru.data["text"]
@@ -295,4 +295,4 @@ def test_help_says_gpu_on_a_gpu(make_settings) -> None:
 
     settings = make_settings()
     assert "on this bot's own GPU" in help_text("en", settings, ["cuda:0", "cuda:1"])
-    assert "GPU" not in help_text("en", settings, ["cpu"])
+    assert "own GPU" not in help_text("en", settings, ["cpu"])
