@@ -161,17 +161,19 @@ def draw_once(settings: Settings, request: DrawRequest, output: Path) -> int:
                 while not (job.started.is_set() or job.future.done()):
                     await asyncio.sleep(0.1)
                     loading.refresh()
-            total = request.params.num_inference_steps
-            with tqdm(total=total, desc="drawing", unit="step") as bar:
-                while not job.future.done():
-                    await asyncio.wait({job.future}, timeout=0.2)
-                    bar.update(job.step - bar.n)
-                try:
-                    result = await job.result()
-                except GenerationError as exc:
-                    print(f"Failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-                    return 1
-                bar.update(total - bar.n)
+            if not job.future.done():  # else loading failed: no bar for a drawing that never starts
+                total = request.params.num_inference_steps
+                with tqdm(total=total, desc="drawing", unit="step") as bar:
+                    while not job.future.done():
+                        await asyncio.wait({job.future}, timeout=0.2)
+                        bar.update(job.step - bar.n)
+                    if not job.future.cancelled() and job.future.exception() is None:
+                        bar.update(total - bar.n)
+            try:
+                result = await job.result()
+            except GenerationError as exc:
+                print(f"Failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+                return 1
         finally:
             await engine.close()
         output.write_bytes(result.png)
