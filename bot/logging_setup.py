@@ -60,7 +60,11 @@ class RedactingFilter(logging.Filter):
         self._formatter = logging.Formatter()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # a call whose arguments don't fit its format: keep both, as text
+            message = f"{record.msg} (log arguments: {record.args!r})"
+            record.msg, record.args = message, None
         redacted = self._redact(message)
         if redacted != message:
             record.msg, record.args = redacted, None
