@@ -187,14 +187,14 @@ def prefetch(settings: Settings) -> int:
     """Download both pipelines into the Hugging Face cache (a local directory is left alone)."""
     models = {"PRIOR_MODEL": settings.prior_model, "DECODER_MODEL": settings.decoder_model}
     for name, model in models.items():  # a typo in a path is told before anything is fetched
-        if not Path(model).expanduser().is_dir() and not _is_hub_id(model):
+        if not Path(model).is_dir() and not _is_hub_id(model):
             print(f"{name}={model}: no such directory (and not a Hugging Face id such as owner/name)", file=sys.stderr)
             return 1
     quiet_libraries()
     from diffusers import KandinskyV22Pipeline, KandinskyV22PriorPipeline
 
     for pipeline, model in zip((KandinskyV22PriorPipeline, KandinskyV22Pipeline), models.values(), strict=True):
-        if Path(model).expanduser().is_dir():
+        if Path(model).is_dir():
             print(f"{model}: a local directory, nothing to download")
             continue
         print(f"downloading {model} ...")
