@@ -21,6 +21,7 @@ from bot.journal import Journal
 from bot.middlewares.access import AccessMiddleware
 from bot.middlewares.language import LanguageMiddleware
 from bot.middlewares.rate_limit import RateLimitMiddleware
+from bot.telegram_check import wait_for_telegram
 from bot.web.api import add_api
 from config import Settings
 from generation import GenerationEngine
@@ -115,6 +116,8 @@ async def run_bot(settings: Settings, *, handle_signals: bool = True, stop: asyn
     await engine.start()
     http = await start_http_server(settings, engine, dispatcher, bot)
     try:
+        if not await wait_for_telegram(bot, settings.telegram_api_url, stop):
+            return
         await set_commands(bot)
         await draws.recover()
         if settings.webhook_url:

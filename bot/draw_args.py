@@ -6,9 +6,10 @@ import math
 import re
 import secrets
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from generation import DrawLimits, GenerationParams
+from generation import DrawLimits, GenerationParams  # torch-free: the command line checks options before torch loads
 
 SEED_MAX = 2**32 - 1
 GUIDANCE_MAX = 20.0
@@ -86,6 +87,17 @@ def parse_draw_args(args: str | None, limits: DrawLimits) -> DrawRequest:
             raise DrawArgsError("unknown_option", option=echo(f"--{name}"), available=", ".join(OPTIONS))
 
     prompt = _unquote(" ".join(w.strip() for w in prompt_words if w.strip()))
+    return request_from_options(prompt, values, limits, as_document=as_document)
+
+
+def request_from_options(
+    prompt: str, values: Mapping[str, str], limits: DrawLimits, *, as_document: bool = False
+) -> DrawRequest:
+    """A request from a prompt and option values already split apart, as the command
+    line's arguments are (nothing is unquoted or re-split). ``values`` is keyed by the
+    option's name without ``--``: neg, size, ar, steps, seed, guidance, prior-guidance.
+    Raises DrawArgsError."""
+    prompt = prompt.strip()
     if is_blank(prompt):
         raise DrawArgsError("usage")
     for value in (prompt, values.get("neg", "")):

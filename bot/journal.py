@@ -66,7 +66,11 @@ class Journal:
 
     @classmethod
     def in_dir(cls, data_dir: str) -> Journal:
-        return cls(Path(data_dir) / "jobs.sqlite3")
+        return cls(cls.path_in(data_dir))
+
+    @staticmethod
+    def path_in(data_dir: str) -> Path:
+        return Path(data_dir) / "jobs.sqlite3"
 
     def close(self) -> None:
         self._db.close()

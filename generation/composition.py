@@ -9,17 +9,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from generation.engine import GenerationEngine
-from generation.factory import build_engine
 from generation.params import DrawLimits
 
 if TYPE_CHECKING:
     from config import Settings
+    from generation.engine import GenerationEngine
 
 
 def create_engine(settings: Settings, *, warm_up_size: tuple[int, int] | None = None) -> GenerationEngine:
     """The engine as the settings describe it; warmed up (on CUDA) for the default size
     unless another is named."""
+    from generation.factory import build_engine  # imports torch: request_limits alone must not
+
     return build_engine(
         prior_model=settings.prior_model,
         decoder_model=settings.decoder_model,

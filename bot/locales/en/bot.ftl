@@ -5,7 +5,7 @@
 ### English one/other; Russian one (1, 21), few (2-4, 22), many (5-20, 11), other (fractions).
 
 help =
-    🎨 I draw pictures with <b>Kandinsky 2.2</b>, right on this bot's own GPU.
+    🎨 I draw pictures with <b>Kandinsky 2.2</b>, { $where }.
 
     <b>How to ask</b>
     <code>/draw a red fox in the snow</code>
@@ -151,3 +151,7 @@ option_takes_no_value = <code>{ $option }</code> takes no value: write just <cod
 button_unknown = This button no longer works.
 
 models_failed_hidden = failed to load
+
+help_where_gpu = right on this bot's own GPU
+
+help_where_cpu = on this bot's own processor (it has no GPU, so each picture takes a while)

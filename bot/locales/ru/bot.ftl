@@ -5,7 +5,7 @@
 ### English one/other; Russian one (1, 21), few (2-4, 22), many (5-20, 11), other (fractions).
 
 help =
-    🎨 Я рисую картинки нейросетью <b>Kandinsky 2.2</b> прямо на видеокарте этого бота.
+    🎨 Я рисую картинки нейросетью <b>Kandinsky 2.2</b> { $where }.
 
     <b>Как попросить</b>
     <code>/draw a red fox in the snow</code>
@@ -158,3 +158,7 @@ option_takes_no_value = У <code>{ $option }</code> не бывает значе
 button_unknown = Эта кнопка больше не работает.
 
 models_failed_hidden = не загрузились
+
+help_where_gpu = прямо на видеокарте этого бота
+
+help_where_cpu = на процессоре этого бота (видеокарты у него нет, так что каждая картинка рисуется небыстро)
