@@ -219,6 +219,19 @@ TEXTS: dict[str, dict[str, str]] = {
     "models_ready": {"en": "loaded", "ru": "загружены"},
     "models_loading": {"en": "loading…", "ru": "загружаются…"},
     "models_failed": {"en": "not loaded ({error})", "ru": "не загружены ({error})"},
+    # --- journal ---
+    "request_unreadable": {
+        "en": "😔 The bot was updated and can't read your request from before the restart. Please send it again.",
+        "ru": "😔 Бот обновился и не может прочитать ваш запрос, отправленный до перезапуска. Пожалуйста, пришлите его ещё раз.",
+    },
+    "cancel_gone": {
+        "en": "Nothing to cancel: this request has already finished.",
+        "ru": "Отменять нечего: этот запрос уже завершён.",
+    },
+    "button_outdated": {
+        "en": "This button is out of date.",
+        "ru": "Эта кнопка устарела.",
+    },
 }
 
 

@@ -14,13 +14,13 @@ from aiogram.types import CallbackQuery, Message
 
 from bot.delivery import reply_to
 from bot.draw_args import DrawArgsError, DrawLimits, parse_draw_args
-from bot.draw_service import DrawService
-from bot.keyboards import CancelJob, cancel_keyboard
+from bot.draw_service import CancelOutcome, DrawService
+from bot.keyboards import CANCEL_PREFIX, CancelRequest, cancel_keyboard
 from bot.progress import progress_text
 from bot.telegram_retry import with_retries
 from bot.texts import text
 from config import Settings
-from generation import GenerationEngine, JobState, ModelsUnavailable, QueueFull, UserQueueFull
+from generation import GenerationEngine, ModelsUnavailable, QueueFull, UserQueueFull
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ async def draw(
         return
     log.info("job %s queued for user %s: %sx%s, %s steps", ticket.journal_id, user_id, *request.params.batch_key[:3])
     try:
-        status = await reply(message, progress_text(ticket.job, engine, lang), cancel_keyboard(ticket.job.id, lang))
+        status = await reply(message, progress_text(ticket.job, engine, lang), cancel_keyboard(ticket.journal_id, lang))
     except TelegramAPIError as exc:  # no status message, but the picture still comes
         log.warning("job %s: status message not sent: %s", ticket.journal_id, exc)
         status = None
@@ -110,18 +110,25 @@ async def reply(message: Message, line: str, keyboard=None) -> Message:
     )
 
 
-async def cancel(query: CallbackQuery, callback_data: CancelJob, engine: GenerationEngine, lang: str) -> None:
-    job = engine.find(callback_data.job_id)
-    if job is not None and job.user_id != query.from_user.id:
+async def cancel(query: CallbackQuery, callback_data: CancelRequest, draws: DrawService, lang: str) -> None:
+    """Cancel the waiting request of this button's journal row, if it is the presser's."""
+    outcome = draws.cancel(callback_data.journal_id, query.from_user.id)
+    if outcome is CancelOutcome.NOT_YOURS:
         await query.answer(text(lang, "cancel_not_yours"), show_alert=True)
         return
-    if job is None or job.state is not JobState.QUEUED or not engine.cancel(job):
-        await query.answer(text(lang, "cancel_too_late"))
+    if outcome is not CancelOutcome.CANCELLED:
+        await query.answer(text(lang, "cancel_too_late" if outcome is CancelOutcome.TOO_LATE else "cancel_gone"))
         return
     await query.answer(text(lang, "cancelled"))
     if isinstance(query.message, Message):
         with contextlib.suppress(TelegramBadRequest):
             await query.message.edit_text(text(lang, "cancelled"), reply_markup=None)
+
+
+async def outdated_button(query: CallbackQuery, lang: str) -> None:
+    """A cancel button of an older version (``cancel:<job id>``, whose ids restarted with
+    the process) or garbled data: a short answer, never a guess at which job it meant."""
+    await query.answer(text(lang, "button_outdated"))
 
 
 def create_router() -> Router:
@@ -131,5 +138,6 @@ def create_router() -> Router:
         draw_plain_text, F.chat.type == ChatType.PRIVATE, F.text, ~F.text.startswith("/"), flags=RATE_LIMITED
     )
     router.message.register(hint, F.chat.type == ChatType.PRIVATE)
-    router.callback_query.register(cancel, CancelJob.filter())
+    router.callback_query.register(cancel, CancelRequest.filter())
+    router.callback_query.register(outdated_button, F.data.startswith(CANCEL_PREFIX))
     return router
