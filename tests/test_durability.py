@@ -240,7 +240,7 @@ async def test_old_cancel_button_cancels_nothing_after_a_restart(
     data = tmp_path / "data"
     bot = await BotProcess(env, tmp_path, "first.log").start()
     try:
-        await telegram.send_text("/draw keep the worker busy --steps 1000", user_id=30)
+        await telegram.send_text("/draw keep the worker busy --steps 500", user_id=30)
         await telegram.wait_for("editMessageText", chat_id=30, text_contains="step", timeout=120)
         gone = await telegram.send_text("/draw cancelled at once", user_id=31)
         [status] = await telegram.wait_for("sendMessage", chat_id=31, text_contains="In line")
@@ -285,7 +285,7 @@ async def test_sigterm_keeps_the_shutdown_grace(
     grace = 1.0
     env = bot_env(tiny_models, telegram.url, MAX_STEPS="1000", SHUTDOWN_GRACE_S=str(grace))
     data = tmp_path / "data"
-    message_id = await telegram.send_text("/draw a very long job --steps 1000", user_id=1)
+    message_id = await telegram.send_text("/draw a very long job --steps 500", user_id=1)
     for run in ("first", "second"):
         bot = await BotProcess(env, tmp_path, f"{run}.log").start()
         try:
