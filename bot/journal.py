@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     user_id     INTEGER NOT NULL,
     lang        TEXT    NOT NULL,
     params      TEXT    NOT NULL,   -- GenerationParams as JSON, seed included
+    params_version INTEGER NOT NULL DEFAULT 0,  -- PARAMS_VERSION of the code that wrote it
     as_document INTEGER NOT NULL,
     state       TEXT    NOT NULL,
     error       TEXT,
@@ -50,8 +51,9 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_unfinished ON jobs (state) WHERE state IN ('queued', 'running');
 """
 
-# Columns added after the first release: (name, declaration). Rows written before a
-# column existed get its default (params_version 0: the JSON of the first release).
+# Columns added after the first release, for journals made before them: (name,
+# declaration). Rows written before a column existed get its default (params_version
+# 0: the JSON of the first release).
 ADDED_COLUMNS = (("params_version", "INTEGER NOT NULL DEFAULT 0"),)
 
 _params = TypeAdapter(GenerationParams)
