@@ -248,7 +248,7 @@ async def test_old_cancel_button_cancels_nothing_after_a_restart(
 ) -> None:
     """Item 12.3: engine job ids start again at 1 in a new process; buttons carry the
     journal's id, so a button from before a crash cancels its own request or nothing."""
-    env = bot_env(tiny_models, telegram.url, MAX_STEPS="1000", MAX_PENDING_PER_USER="5")
+    env = bot_env(tiny_models, telegram.url, MAX_STEPS="900", MAX_PENDING_PER_USER="5")
     data = tmp_path / "data"
     bot = await BotProcess(env, tmp_path, "first.log").start()
     try:
@@ -295,9 +295,9 @@ async def test_sigterm_keeps_the_shutdown_grace(
     """Item 12.5: a batch that can't finish within SHUTDOWN_GRACE_S is abandoned at its
     next decoder step; the process exits in time and the journal redraws the job."""
     grace = 1.0
-    env = bot_env(tiny_models, telegram.url, MAX_STEPS="1000", SHUTDOWN_GRACE_S=str(grace))
+    env = bot_env(tiny_models, telegram.url, MAX_STEPS="900", SHUTDOWN_GRACE_S=str(grace))
     data = tmp_path / "data"
-    message_id = await telegram.send_text("/draw a very long job --steps 500", user_id=1)
+    message_id = await telegram.send_text("/draw a very long job --steps 900", user_id=1)
     for run in ("first", "second"):
         bot = await BotProcess(env, tmp_path, f"{run}.log").start()
         try:
@@ -305,7 +305,9 @@ async def test_sigterm_keeps_the_shutdown_grace(
             await telegram.wait_for("editMessageText", chat_id=1, text_contains="step", count=before + 1, timeout=120)
             stopping = time.monotonic()
             assert await bot.stop(signal.SIGTERM, timeout=30) == 0, bot.log()
-            assert time.monotonic() - stopping < grace + 5, bot.log()
+            # The grace, a decoder step, and the interpreter's exit (torch's teardown takes
+            # seconds on a busy machine); the batch alone would take half a minute or more.
+            assert time.monotonic() - stopping < grace + 10, bot.log()
         finally:
             if bot.process and bot.process.returncode is None:
                 await bot.stop(signal.SIGKILL)
