@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from conftest import TOKEN, BotProcess, bot_env
 from fake_telegram import FakeTelegram
 
@@ -50,6 +51,7 @@ async def test_sigterm_finishes_the_running_batch_and_keeps_the_rest(
     assert journal_states(tmp_path / "data") == {"sent": 3}
 
 
+@pytest.mark.timeout(600)  # about 300 s on a busy 2-core machine
 async def test_soak_kill_9_and_faults_deliver_every_request_exactly_once(
     telegram: FakeTelegram, tiny_models: tuple[Path, Path], tmp_path: Path
 ) -> None:
