@@ -101,7 +101,8 @@ async def start_http_server(
 
 async def run_bot(settings: Settings, *, handle_signals: bool = True, stop: asyncio.Event | None = None) -> None:
     """Start the engine (models load in the background), queue again what the journal
-    holds unfinished, and take updates (polling, or the webhook when WEBHOOK_URL is set)
+    holds unfinished (in the background too: updates are taken at once), and take
+    updates (polling, or the webhook when WEBHOOK_URL is set)
     until stopped: by SIGINT/SIGTERM, or by ``stop`` being set (cancelling this coroutine
     instead would leave aiogram's polling tasks running).
 
@@ -115,17 +116,21 @@ async def run_bot(settings: Settings, *, handle_signals: bool = True, stop: asyn
     dispatcher = create_dispatcher(settings, engine, draws)
     await engine.start()
     http = await start_http_server(settings, engine, dispatcher, bot)
+    menu: asyncio.Task | None = None
     try:
+        # The journal's requests are queued (and drawn) while Telegram is still being reached.
+        draws.start_recovery()
         if not await wait_for_telegram(bot, settings.telegram_api_url, stop):
             return
-        await set_commands(bot)
-        await draws.recover()
+        menu = asyncio.create_task(set_commands(bot))  # Telegram may be slow: nobody waits for it
         if settings.webhook_url:
             await take_webhook_updates(settings, bot, dispatcher, stop, handle_signals)
         else:
             await take_polled_updates(bot, dispatcher, stop, handle_signals)
     finally:
         log.info("stopping: finishing the running batch (up to %.0f s)", settings.shutdown_grace_s)
+        if menu is not None:
+            menu.cancel()
         if http:
             await http.cleanup()
         await draws.shutdown(settings.shutdown_grace_s)

@@ -12,6 +12,7 @@ import contextlib
 import enum
 import itertools
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from generation.errors import (
+    BatchAborted,
     GenerationError,
     JobCancelled,
     ModelsUnavailable,
@@ -134,6 +136,10 @@ class GenerationEngine:
         self._observers: list[Observer] = []
         self._png = PngEncoder()
         self._finishing: set[asyncio.Task] = set()
+        # Set by close(): a running batch stops at its next decoder step, so a stop keeps
+        # SHUTDOWN_GRACE_S instead of waiting (the process can't exit before the worker
+        # thread ends) for a result nobody will deliver.
+        self._aborting = threading.Event()
 
     # -- life cycle -----------------------------------------------------------------
 
@@ -150,12 +156,17 @@ class GenerationEngine:
         await self._queue.set_paused(True)
 
     async def close(self) -> None:
+        """Stop at once: a running batch is abandoned at its next decoder step, waiting
+        requests fail (the caller keeps what it wants to serve again, e.g. in a journal)."""
+        self._aborting.set()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._finishing, return_exceptions=True)
         self._png.shutdown()
         for job in self._queue.drain():
             self._fail(job, GenerationError("the bot is shutting down"))
+        for job in list(self._running):  # abandoned mid-batch
+            self._fail(job, BatchAborted("the bot is shutting down"))
         for worker in self._workers:
             worker.shutdown()
 
@@ -283,7 +294,7 @@ class GenerationEngine:
                 job.state, job.batch_size, job.started_at = JobState.RUNNING, len(batch), now
                 job.started.set()
                 self._running.add(job)
-            return await worker.draw([job.params for job in batch], _progress_setter(batch))
+            return await worker.draw([job.params for job in batch], _progress_setter(batch, self._aborting))
         except Exception as exc:  # a failed batch must never stop the worker
             if not isinstance(exc, GenerationError):
                 log.exception("batch of %d failed on %s", len(batch), worker.device)
@@ -333,8 +344,10 @@ class GenerationEngine:
         self._notify(outcome, job)
 
 
-def _progress_setter(batch: list[Job]) -> Callable[[int, int], None]:
+def _progress_setter(batch: list[Job], aborting: threading.Event) -> Callable[[int, int], None]:
     def on_step(done: int, total: int) -> None:
+        if aborting.is_set():
+            raise BatchAborted(f"stopped after step {done} of {total}")
         # Plain attribute writes from the worker thread; readers only display them.
         for job in batch:
             job.step = done

@@ -113,7 +113,15 @@ def test_numbers_read_naturally_and_ids_are_not_grouped() -> None:
         assert "seed 4294967295 · 1024×1024 · 100 " in caption  # no "4,294,967,295" nor "4 294 967 295"
     assert caption.endswith("· 0,9 с")
     assert text("en", "caption", prompt="fox", seed=1, width=64, height=64, steps=2, seconds=0.93).endswith("· 0.9 s")
-    args = {"max_side": 1024, "max_steps": 100, "steps": 50, "prior_guidance": 1.0, "width": 768, "height": 768, "where": "here"}
+    args = {
+        "max_side": 1024,
+        "max_steps": 100,
+        "steps": 50,
+        "prior_guidance": 1.0,
+        "width": 768,
+        "height": 768,
+        "where": "here",
+    }
     assert "(обычно 4,5)" in text("ru", "help", guidance=4.5, **args)
     assert "(default 4.5)" in text("en", "help", guidance=4.5, **args)
     assert "from 64 to 1024 (rounded" in text("en", "help", guidance=4.0, **args)

@@ -14,15 +14,15 @@ from aiogram.types import CallbackQuery, Message
 
 from bot.delivery import reply_to
 from bot.draw_args import DrawArgsError, parse_draw_args
-from bot.draw_service import DrawService
-from bot.keyboards import CancelJob, cancel_keyboard
+from bot.draw_service import CancelOutcome, DrawService
+from bot.keyboards import CancelRequest, cancel_keyboard
 from bot.middlewares.rate_limit import ACCEPTED
 from bot.progress import progress_text
 from bot.senders import may_cancel, sender_id
 from bot.telegram_retry import with_retries
 from bot.texts import text
 from config import Settings
-from generation import GenerationEngine, JobState, ModelsUnavailable, QueueFull, UserQueueFull
+from generation import GenerationEngine, ModelsUnavailable, QueueFull, UserQueueFull
 from generation.composition import request_limits
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ async def draw(
         return None
     log.info("job %s queued for user %s: %sx%s, %s steps", ticket.journal_id, user_id, *request.params.batch_key[:3])
     try:
-        status = await reply(message, progress_text(ticket.job, engine, lang), cancel_keyboard(ticket.job.id, lang))
+        status = await reply(message, progress_text(ticket.job, engine, lang), cancel_keyboard(ticket.journal_id, lang))
     except TelegramAPIError as exc:  # no status message, but the picture still comes
         log.warning("job %s: status message not sent: %s", ticket.journal_id, exc)
         status = None
@@ -103,13 +103,17 @@ async def reply(message: Message, line: str, keyboard=None) -> Message:
     )
 
 
-async def cancel(query: CallbackQuery, callback_data: CancelJob, engine: GenerationEngine, lang: str) -> None:
-    job = engine.find(callback_data.job_id)
-    if job is not None and not await may_cancel(query, job.user_id):
+async def cancel(query: CallbackQuery, callback_data: CancelRequest, draws: DrawService, lang: str) -> None:
+    """Cancel the waiting request of this button's journal row, if the presser may: the
+    person who asked, or, for a request written as a chat (an anonymous admin), its admins."""
+    owner = draws.owner_of(callback_data.journal_id)
+    allowed = owner is not None and await may_cancel(query, owner)
+    outcome = draws.cancel(callback_data.journal_id, owner if allowed else query.from_user.id)
+    if outcome is CancelOutcome.NOT_YOURS:
         await query.answer(text(lang, "cancel_not_yours"), show_alert=True)
         return
-    if job is None or job.state is not JobState.QUEUED or not engine.cancel(job):
-        await query.answer(text(lang, "cancel_too_late"))
+    if outcome is not CancelOutcome.CANCELLED:
+        await query.answer(text(lang, "cancel_too_late" if outcome is CancelOutcome.TOO_LATE else "cancel_gone"))
         return
     await query.answer(text(lang, "cancelled"))
     if isinstance(query.message, Message):
@@ -124,5 +128,5 @@ def create_router() -> Router:
         draw_plain_text, F.chat.type == ChatType.PRIVATE, F.text, ~F.text.startswith("/"), flags=RATE_LIMITED
     )
     router.message.register(hint, F.chat.type == ChatType.PRIVATE)
-    router.callback_query.register(cancel, CancelJob.filter())
+    router.callback_query.register(cancel, CancelRequest.filter())
     return router

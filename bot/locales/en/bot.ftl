@@ -155,3 +155,8 @@ models_failed_hidden = failed to load
 help_where_gpu = right on this bot's own GPU
 
 help_where_cpu = on this bot's own processor (it has no GPU, so each picture takes a while)
+
+request_unreadable = 😔 The bot was updated and can't read your request from before the restart. Please send it again.
+
+cancel_gone = Nothing to cancel: this request has already finished.
+
