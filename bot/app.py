@@ -22,6 +22,7 @@ from bot.journal import Journal
 from bot.middlewares.access import AccessMiddleware
 from bot.middlewares.language import LanguageMiddleware
 from bot.middlewares.rate_limit import RateLimitMiddleware
+from bot.telegram_retry import RetryMiddleware
 from bot.web.api import add_api
 from config import Settings
 from generation import GenerationEngine
@@ -45,6 +46,7 @@ COMMANDS = {
 
 def create_bot(settings: Settings) -> Bot:
     session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
+    session.middleware(RetryMiddleware())  # every call through 429s and passing faults
     return Bot(
         token=settings.bot_token,
         session=session,

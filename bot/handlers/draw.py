@@ -17,7 +17,6 @@ from bot.draw_args import DrawArgsError, DrawLimits, parse_draw_args
 from bot.draw_service import DrawService
 from bot.keyboards import CancelJob, cancel_keyboard
 from bot.progress import progress_text
-from bot.telegram_retry import with_retries
 from bot.texts import text
 from config import Settings
 from generation import GenerationEngine, JobState, ModelsUnavailable, QueueFull, UserQueueFull
@@ -104,10 +103,7 @@ async def draw(
 
 
 async def reply(message: Message, line: str, keyboard=None) -> Message:
-    reply = reply_to(message.message_id)
-    return await with_retries(
-        lambda: message.answer(line, reply_markup=keyboard, reply_parameters=reply), "sendMessage"
-    )
+    return await message.answer(line, reply_markup=keyboard, reply_parameters=reply_to(message.message_id))
 
 
 async def cancel(query: CallbackQuery, callback_data: CancelJob, engine: GenerationEngine, lang: str) -> None:
