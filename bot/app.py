@@ -18,6 +18,7 @@ from aiohttp import web
 from bot.draw_service import DrawService
 from bot.handlers import create_routers
 from bot.handlers.draw import draw_limits
+from bot.inbox import Inbox, InboxMiddleware, feed_leftovers
 from bot.journal import Journal
 from bot.middlewares.access import AccessMiddleware
 from bot.middlewares.language import LanguageMiddleware
@@ -29,6 +30,9 @@ from generation import GenerationEngine
 from generation.factory import build_engine
 
 log = logging.getLogger(__name__)
+
+# On stop, how long update handlers in progress may take; the rest are fed again next start.
+HANDLERS_GRACE_S = 5.0
 
 COMMANDS = {
     "en": [
@@ -54,9 +58,13 @@ def create_bot(settings: Settings) -> Bot:
     )
 
 
-def create_dispatcher(settings: Settings, engine: GenerationEngine, draws: DrawService) -> Dispatcher:
+def create_dispatcher(
+    settings: Settings, engine: GenerationEngine, draws: DrawService, received: InboxMiddleware | None = None
+) -> Dispatcher:
     # settings, engine and draws reach handlers, filters and middlewares as workflow data.
     dispatcher = Dispatcher(settings=settings, engine=engine, draws=draws)
+    if received is not None:  # first: everything after it runs once the update is on disk
+        dispatcher.update.outer_middleware(received)
     dispatcher.update.outer_middleware(LanguageMiddleware())
     access = AccessMiddleware()
     dispatcher.message.outer_middleware(access)
@@ -106,8 +114,10 @@ async def start_http_server(
     add_api(app, engine, draw_limits(settings), settings.api_token)
     if settings.webhook_url:
         # Telegram sends WEBHOOK_SECRET back in a header; aiogram refuses updates without it.
+        # Not in background: Telegram gets its 200 once the update is in the inbox (the
+        # handlers then run in a task of InboxMiddleware).
         SimpleRequestHandler(
-            dispatcher, bot, secret_token=settings.webhook_secret or None, handle_in_background=True
+            dispatcher, bot, secret_token=settings.webhook_secret or None, handle_in_background=False
         ).register(app, path=settings.webhook_path)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -126,15 +136,19 @@ async def run_bot(settings: Settings, *, handle_signals: bool = True, stop: asyn
     SHUTDOWN_GRACE_S; waiting requests stay in the journal for the next start."""
     stop = stop or asyncio.Event()
     journal = Journal.in_dir(settings.data_dir)
+    inbox = Inbox.in_dir(settings.data_dir)
+    received = InboxMiddleware(inbox)
     engine = create_engine(settings)
     bot = create_bot(settings)
     draws = DrawService(bot, engine, journal, settings.progress_interval_s)
-    dispatcher = create_dispatcher(settings, engine, draws)
+    dispatcher = create_dispatcher(settings, engine, draws, received)
     await engine.start()
     http = await start_http_server(settings, engine, dispatcher, bot)
     try:
         await set_commands(bot)
         await draws.recover()
+        # After the journal's recovery read its jobs: a /draw fed again is queued once.
+        await feed_leftovers(inbox, dispatcher, bot)
         if settings.webhook_url:
             await take_webhook_updates(settings, bot, dispatcher, stop, handle_signals)
         else:
@@ -143,9 +157,11 @@ async def run_bot(settings: Settings, *, handle_signals: bool = True, stop: asyn
         log.info("stopping: finishing the running batch (up to %.0f s)", settings.shutdown_grace_s)
         if http:
             await http.cleanup()
+        await received.shutdown(min(settings.shutdown_grace_s, HANDLERS_GRACE_S))
         await draws.shutdown(settings.shutdown_grace_s)
         await engine.close()
         await bot.session.close()
+        inbox.close()
         journal.close()
         log.info("stopped")
 
@@ -154,7 +170,12 @@ async def take_polled_updates(bot: Bot, dispatcher: Dispatcher, stop: asyncio.Ev
     await bot.delete_webhook(drop_pending_updates=False)  # getUpdates is refused while one is set
     stopper = asyncio.create_task(_stop_when_set(dispatcher, stop))
     try:
-        await dispatcher.start_polling(bot, handle_signals=handle_signals, close_bot_session=False)
+        # Updates in order, each only until InboxMiddleware has it on disk (its handlers
+        # then run in a task): the next poll, which confirms the batch to Telegram, is
+        # made after the whole batch is recorded.
+        await dispatcher.start_polling(
+            bot, handle_signals=handle_signals, close_bot_session=False, handle_as_tasks=False
+        )
     finally:
         stopper.cancel()
 
