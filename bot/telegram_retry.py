@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
@@ -29,13 +30,15 @@ BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 @dataclass(frozen=True)
 class RetryPolicy:
     attempts: int  # calls in all, the first included
-    max_wait_s: float  # most seconds spent waiting between them, 429s included
+    max_s: float  # no retry starts later than this after the first attempt did
 
 
-# An ordinary reply: about a minute of trouble. A finished picture is worth more:
-# about five minutes (0.5+1+2+4+8+15 s, then 30 s apart).
-CALLS = RetryPolicy(attempts=6, max_wait_s=60.0)
-PICTURES = RetryPolicy(attempts=12, max_wait_s=300.0)
+# An ordinary reply: about a minute of trouble (backoff 0.5+1+2+4+8+15 s, plus what the
+# attempts took). A finished picture is worth more: about five minutes of backoff (then
+# 30 s apart), within ten in all, so that a slow upload (delivery.UPLOAD_TIMEOUT_S)
+# that timed out still gets its retries.
+CALLS = RetryPolicy(attempts=6, max_s=90.0)
+PICTURES = RetryPolicy(attempts=12, max_s=600.0)
 PICTURE_METHODS: tuple[type[TelegramMethod], ...] = (SendPhoto, SendDocument)
 # aiogram's polling loop has its own backoff for getUpdates, and a long poll must not be
 # held up by ours.
@@ -52,10 +55,15 @@ class RetryMiddleware(BaseRequestMiddleware):
     """On 429 wait ``retry_after``; on 5xx or network errors back off; raise other errors
     (the user blocked the bot, the chat is gone, a bad request) at once. Gives up, raising
     the last error, after the policy's attempts or when the next wait would pass its
-    ``max_wait_s``."""
+    ``max_s``."""
 
-    def __init__(self, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._sleep = sleep
+        self._clock = clock
 
     async def __call__(
         self,
@@ -67,22 +75,21 @@ class RetryMiddleware(BaseRequestMiddleware):
         if policy is None:
             return await make_request(bot, method)
         name = method.__api_method__
-        waited = 0.0
+        started = self._clock()
         for attempt in range(policy.attempts):
             try:
                 return await make_request(bot, method)
             except TelegramRetryAfter as exc:
                 delay, why = float(exc.retry_after), "flood control"
-                if attempt == policy.attempts - 1 or waited + delay > policy.max_wait_s:
+                if attempt == policy.attempts - 1 or self._clock() - started + delay > policy.max_s:
                     raise
             except (TelegramServerError, TelegramNetworkError) as exc:
                 delay, why = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)], type(exc).__name__
-                if attempt == policy.attempts - 1 or waited + delay > policy.max_wait_s:
+                if attempt == policy.attempts - 1 or self._clock() - started + delay > policy.max_s:
                     raise
             # The message of a network error can hold the request URL, and so the token.
-            log.warning("%s: %s, retry %d in %.1f s", name, why, attempt + 1, delay)
+            log.warning("%s: %s, retrying in %.1f s (attempt %d)", name, why, delay, attempt + 2)
             await self._sleep(delay)
-            waited += delay
         raise AssertionError("unreachable")
 
 

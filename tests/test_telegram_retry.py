@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from aiogram import Bot
-from aiogram.exceptions import TelegramBadRequest, TelegramRetryAfter, TelegramServerError
+from aiogram.exceptions import TelegramBadRequest, TelegramNetworkError, TelegramRetryAfter, TelegramServerError
 from aiogram.methods import GetUpdates, SendMessage, SendPhoto
 from aiogram.types import BufferedInputFile
 from conftest import TOKEN
@@ -57,18 +57,31 @@ async def test_button_answer_survives_a_429(bot: FakeTelegram) -> None:
 # -- the policy, with aiogram's request chain stood in for -----------------------------
 
 
-class Requests:
-    """Stands in for aiogram's ``make_request``: raises the given errors, then answers."""
+class Clock:
+    now = 0.0
 
-    def __init__(self, *errors: Exception) -> None:
+
+class Requests:
+    """Stands in for aiogram's ``make_request``: raises the given errors, then answers;
+    each call takes ``takes_s`` on the clock."""
+
+    def __init__(self, *errors: Exception, clock: Clock | None = None, takes_s: float = 0.0) -> None:
         self.errors = list(errors)
         self.calls = 0
+        self.clock = clock or Clock()
+        self.takes_s = takes_s
 
     async def __call__(self, bot: Bot, method: Any) -> Any:
         self.calls += 1
+        self.clock.now += self.takes_s
         if self.errors:
             raise self.errors.pop(0)
         return "ok"
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
 
 
 @pytest.fixture
@@ -77,11 +90,12 @@ def waits() -> list[float]:
 
 
 @pytest.fixture
-def middleware(waits: list[float]) -> RetryMiddleware:
+def middleware(waits: list[float], clock: Clock) -> RetryMiddleware:
     async def sleep(seconds: float) -> None:
         waits.append(seconds)
+        clock.now += seconds
 
-    return RetryMiddleware(sleep=sleep)
+    return RetryMiddleware(sleep=sleep, clock=lambda: clock.now)
 
 
 BOT = Bot(TOKEN)
@@ -116,8 +130,18 @@ async def test_waits_are_bounded(middleware: RetryMiddleware, waits: list[float]
     requests = Requests(*(TelegramServerError(method, "Internal Server Error") for _ in range(100)))
     with pytest.raises(TelegramServerError):
         await middleware(requests, BOT, method)
-    assert requests.calls == policy.attempts and sum(waits) <= policy.max_wait_s
+    assert requests.calls == policy.attempts and sum(waits) <= policy.max_s
     assert policy is CALLS or sum(waits) >= 180  # a picture is worth minutes of trouble
+
+
+@pytest.mark.parametrize(("method", "policy"), [(MESSAGE, CALLS), (PHOTO, PICTURES)])
+async def test_slow_failures_are_bounded_too(middleware: RetryMiddleware, clock: Clock, method: Any, policy) -> None:
+    """Each attempt hangs until aiogram's request timeout: the retries still end in time."""
+    errors = (TelegramNetworkError(method, "Request timeout error") for _ in range(100))
+    requests = Requests(*errors, clock=clock, takes_s=60.0)
+    with pytest.raises(TelegramNetworkError):
+        await middleware(requests, BOT, method)
+    assert 2 <= requests.calls < policy.attempts and clock.now <= policy.max_s + 60.0
 
 
 async def test_flood_wait_past_the_budget_is_not_waited(middleware: RetryMiddleware, waits: list[float]) -> None:
