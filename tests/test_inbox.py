@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiogram.types import Update
 from conftest import running_bot
@@ -72,3 +75,26 @@ async def test_unreadable_and_poison_updates_are_dropped_not_fatal(
     assert "update 2 given up" in caplog.text
     assert "update 3 in the inbox cannot be read" in caplog.text and "update 4" in caplog.text
     assert len(Inbox.in_dir(str(tmp_path / "data"))) == 0
+
+
+async def test_webhook_update_sent_again_while_handled_is_handled_once(telegram: FakeTelegram, make_settings) -> None:
+    """Telegram sends a webhook update again when its answer is late; the copy that comes
+    while the first is still being handled is recognised by the inbox."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings = make_settings(
+        telegram.url, HTTP_PORT=str(port), WEBHOOK_URL="https://bot.example.org/hook", WEBHOOK_SECRET="s3cret-value"
+    )
+    telegram.delays["sendMessage"] = [1.0]  # the first answer takes a while
+    update = message_update(11, "/help", user_id=95, message_id=950)
+    async with running_bot(settings):
+        await telegram.wait_for("setWebhook")
+        async with aiohttp.ClientSession() as http:
+            for _ in range(2):
+                url, secret = f"http://127.0.0.1:{port}/hook", {"X-Telegram-Bot-Api-Secret-Token": "s3cret-value"}
+                async with http.post(url, json=update, headers=secret) as response:
+                    assert response.status == 200
+        await telegram.wait_for("sendMessage", chat_id=95, text_contains="How to ask")
+        await asyncio.sleep(1.5)
+    assert len(telegram.find("sendMessage", chat_id=95)) == 1
