@@ -4,10 +4,12 @@ Telegram drops a polled batch once the next getUpdates confirms it (and a webhoo
 once it is answered 200), while its handlers may not have run yet. So an outer update
 middleware first writes the raw update to SQLite (a short local insert, on the event
 loop), and only then lets the dispatcher move on; the handlers run in a task, and the
-row goes when they finish. Rows still there at the next start (the process was killed)
-are fed again. Feeding an update twice is harmless where it matters: the journal keeps
-one job per (chat, message), so a /draw is never drawn twice; a /help may be answered
-twice.
+row is marked done when they finish. Rows not done at the next start (the process was
+killed) are fed again. A done row stays two days (Telegram keeps an update one), so an
+update Telegram sends again (a batch it did not see confirmed, a late webhook answer)
+is not handled twice. Where a handler was killed midway, it runs again: harmless where
+it matters, as the journal keeps one job per (chat, message), so a /draw is never
+drawn twice; a /help may be answered twice.
 
 Polling must run with ``handle_as_tasks=False`` (the poll loop then waits for each
 insert), and the webhook with ``handle_in_background=False`` (Telegram gets its 200
@@ -32,11 +34,14 @@ log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS inbox (
-    update_id   INTEGER PRIMARY KEY,
+    bot_id      INTEGER NOT NULL,   -- update ids count per bot: another token, another row
+    update_id   INTEGER NOT NULL,
     version     INTEGER NOT NULL,   -- format of body
     body        TEXT    NOT NULL,   -- the Update as Telegram's JSON
     attempts    INTEGER NOT NULL DEFAULT 0,   -- starts that fed it again
-    received_at REAL    NOT NULL
+    received_at REAL    NOT NULL,
+    done_at     REAL,               -- handled (or given up); NULL: to be fed again
+    PRIMARY KEY (bot_id, update_id)
 );
 """
 BODY_VERSION = 1
@@ -44,6 +49,9 @@ BODY_VERSION = 1
 MAX_REPLAYS = 3
 # Passed to feed_update for an update that is in the inbox already.
 REPLAYED = "inbox_replayed"
+# How long a handled update is remembered. Telegram keeps an update 24 h, and picks the
+# next update_id at random only after a week without updates.
+KEEP_DONE_S = 2 * 24 * 3600
 
 
 class Inbox:
@@ -61,26 +69,34 @@ class Inbox:
     def close(self) -> None:
         self._db.close()
 
-    def add(self, update: Update) -> bool:
-        """Record an update; False if it is recorded already (Telegram sent it again)."""
+    def add(self, bot_id: int, update: Update) -> bool:
+        """Record an update; False if it is recorded already (Telegram sent it again):
+        being handled now, to be fed again, or handled."""
         body = update.model_dump_json(by_alias=True, exclude_unset=True, exclude_none=True)
         cursor = self._db.execute(
-            "INSERT OR IGNORE INTO inbox (update_id, version, body, received_at) VALUES (?, ?, ?, ?)",
-            (update.update_id, BODY_VERSION, body, time.time()),
+            "INSERT OR IGNORE INTO inbox (bot_id, update_id, version, body, received_at) VALUES (?, ?, ?, ?, ?)",
+            (bot_id, update.update_id, BODY_VERSION, body, time.time()),
         )
         return cursor.rowcount > 0
 
-    def remove(self, update_id: int) -> None:
-        self._db.execute("DELETE FROM inbox WHERE update_id = ?", (update_id,))
+    def done(self, bot_id: int, update_id: int) -> None:
+        self._db.execute(
+            "UPDATE inbox SET done_at = ? WHERE bot_id = ? AND update_id = ?", (time.time(), bot_id, update_id)
+        )
 
-    def take_leftovers(self) -> list[tuple[int, int, str, int]]:
+    def take_leftovers(self, bot_id: int) -> list[tuple[int, int, str, int]]:
         """What a previous run left unhandled, oldest first: (update_id, version, body,
-        attempts), each attempt counted now."""
-        self._db.execute("UPDATE inbox SET attempts = attempts + 1")
-        return self._db.execute("SELECT update_id, version, body, attempts FROM inbox ORDER BY update_id").fetchall()
+        attempts), each attempt counted now. Forgets updates received long ago."""
+        self._db.execute("DELETE FROM inbox WHERE received_at < ?", (time.time() - KEEP_DONE_S,))
+        self._db.execute("UPDATE inbox SET attempts = attempts + 1 WHERE bot_id = ? AND done_at IS NULL", (bot_id,))
+        return self._db.execute(
+            "SELECT update_id, version, body, attempts FROM inbox WHERE bot_id = ? AND done_at IS NULL"
+            " ORDER BY update_id",
+            (bot_id,),
+        ).fetchall()
 
-    def __len__(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM inbox").fetchone()[0]
+    def unhandled(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM inbox WHERE done_at IS NULL").fetchone()[0]
 
 
 class InboxMiddleware(BaseMiddleware):
@@ -100,7 +116,7 @@ class InboxMiddleware(BaseMiddleware):
         assert isinstance(event, Update)
         if not data.get(REPLAYED):
             try:
-                fresh = self._inbox.add(event)
+                fresh = self._inbox.add(data["bot"].id, event)
             except sqlite3.Error:  # a full disk must not stop the bot: handle it unrecorded
                 log.exception("update %s not recorded in the inbox", event.update_id)
                 return await handler(event, data)
@@ -124,11 +140,11 @@ class InboxMiddleware(BaseMiddleware):
             await ErrorsMiddleware(data["dispatcher"])(handler, update, data)
         except Exception:
             log.exception("update %s failed", update.update_id)
-        # Handled, or failed for good: not again. Cancelled (a stop): kept for the next start.
+        # Handled, or failed for good: not again. Cancelled (a stop): fed again next start.
         try:
-            self._inbox.remove(update.update_id)
+            self._inbox.done(data["bot"].id, update.update_id)
         except sqlite3.Error:
-            log.exception("update %s not removed from the inbox", update.update_id)
+            log.exception("update %s not marked done in the inbox", update.update_id)
 
     async def shutdown(self, grace_s: float) -> None:
         """Let handlers in progress finish within ``grace_s``; the rest stay in the inbox."""
@@ -143,10 +159,10 @@ async def feed_leftovers(inbox: Inbox, dispatcher: Dispatcher, bot: Bot) -> int:
     """Feed again what a killed run left in the inbox. Call it after the journal's own
     recovery has read its unfinished jobs, and before taking new updates."""
     fed = 0
-    for update_id, version, body, attempts in inbox.take_leftovers():
+    for update_id, version, body, attempts in inbox.take_leftovers(bot.id):
         if attempts > MAX_REPLAYS:
             log.error("update %s given up: its handling stopped the bot %d times", update_id, attempts - 1)
-            inbox.remove(update_id)
+            inbox.done(bot.id, update_id)
             continue
         try:
             if version != BODY_VERSION:
@@ -154,7 +170,7 @@ async def feed_leftovers(inbox: Inbox, dispatcher: Dispatcher, bot: Bot) -> int:
             update = Update.model_validate_json(body, context={"bot": bot})
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
             log.error("update %s in the inbox cannot be read, dropped: %s", update_id, exc)
-            inbox.remove(update_id)
+            inbox.done(bot.id, update_id)
             continue
         await dispatcher.feed_update(bot, update, **{REPLAYED: True})
         fed += 1
