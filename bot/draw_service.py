@@ -34,7 +34,7 @@ from bot.delivery import reply_to, send_picture, shorten
 from bot.journal import Entry, Journal, State, Unreadable
 from bot.keyboards import cancel_keyboard
 from bot.progress import progress_text, track_progress
-from bot.telegram_retry import BACKOFF_S, with_retries
+from bot.telegram_retry import BACKOFF_S
 from bot.texts import text
 from generation import (
     GenerationEngine,
@@ -154,14 +154,16 @@ class DrawService:
 
     def start_recovery(self) -> None:
         """Queue again, in the background, what the journal holds unfinished: updates are
-        taken meanwhile, and a graceful stop ends it like any delivery."""
-        self._chore(self.recover(), "recovery")
+        taken meanwhile, and a graceful stop ends it like any delivery. The journal is read
+        now, before any update is taken: a /draw that arrives (or is fed again from the
+        inbox) after this is a new row or a duplicate, never queued twice."""
+        self._chore(self.recover(self._journal.unfinished()), "recovery")
 
-    async def recover(self) -> int:
-        """Queue again what the journal holds unfinished and tell each user (best effort).
-        A row this version can't read is marked failed and its user told; it never stops
-        the others."""
-        items = self._journal.unfinished()
+    async def recover(self, items: list[Entry | Unreadable] | None = None) -> int:
+        """Queue again what the journal holds unfinished (``items``, else read now) and tell
+        each user (best effort). A row this version can't read is marked failed and its user
+        told; it never stops the others."""
+        items = self._journal.unfinished() if items is None else items
         for item in items:
             try:
                 if isinstance(item, Unreadable):
@@ -362,14 +364,12 @@ class DrawService:
         try:
             if ticket.status is not None:
                 try:
-                    await with_retries(lambda: ticket.status.edit_text(line, reply_markup=None), "editMessageText")
+                    await ticket.status.edit_text(line, reply_markup=None)  # retried by the session middleware
                     return
                 except TelegramBadRequest:  # the status message is gone: say it anew
                     pass
             reply = reply_to(ticket.message_id)
-            await with_retries(
-                lambda: self._bot.send_message(ticket.chat_id, line, reply_parameters=reply), "sendMessage"
-            )
+            await self._bot.send_message(ticket.chat_id, line, reply_parameters=reply)
         except TelegramAPIError as exc:
             log.warning("job %s: final word not delivered: %s", ticket.journal_id, exc)
 

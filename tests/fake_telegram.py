@@ -69,6 +69,14 @@ class FakeTelegram:
         # network); released with ``drop_held`` they fail, as if the sender had died.
         self.hold = asyncio.Event()
         self.drop_held = False
+        # A slow Telegram: the next calls of a method take these seconds, in order,
+        # before they are served (and recorded).
+        self.delays: dict[str, list[float]] = {}
+        # The next N calls of a method are served (the message is in the chat) but the
+        # connection then drops before the answer: the bot cannot know it was sent.
+        self.accept_then_drop: dict[str, int] = {}
+        # Called with each getUpdates' offset as it arrives (before it is answered).
+        self.on_get_updates: Callable[[int], None] | None = None
         self._released = asyncio.Event()
         self._updates: list[dict[str, Any]] = []
         self._next_update = 1
@@ -113,13 +121,21 @@ class FakeTelegram:
         if too_long:
             return web.json_response(too_long, status=400)
         if method == "getUpdates":
+            if self.on_get_updates:
+                self.on_get_updates(int(data.get("offset") or 0))
             result: Any = await self._get_updates(data)
         else:
+            if self.delays.get(method):
+                await asyncio.sleep(self.delays[method].pop(0))
             call = Call(method, data, files)
             result = self._result_for(call)
             async with self._changed:
                 self.calls.append(call)
                 self._changed.notify_all()
+            if self.accept_then_drop.get(method, 0) > 0:
+                self.accept_then_drop[method] -= 1
+                assert request.transport is not None
+                request.transport.abort()  # no answer: the client sees the connection drop
         return web.json_response({"ok": True, "result": result})
 
     async def _get_updates(self, data: dict[str, Any]) -> list[dict[str, Any]]:

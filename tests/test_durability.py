@@ -316,3 +316,42 @@ async def test_sigterm_keeps_the_shutdown_grace(
         assert journal_row(data, message_id)[1] == "running"  # redrawn at the next start
     assert not telegram.find("sendPhoto")
     assert "The bot restarted" in (telegram.find("sendMessage", chat_id=1)[-1].data["text"])
+
+
+async def test_kill_9_as_a_batch_of_updates_is_confirmed_loses_no_draw(
+    telegram: FakeTelegram, tiny_models: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Telegram forgets a getUpdates batch once the next poll confirms it; the bot is
+    killed at that very moment, before it has handled the batch. Every /draw in it is
+    still drawn and delivered, once."""
+    env = bot_env(tiny_models, telegram.url, DEFAULT_STEPS="2", PRIOR_STEPS="2", MAX_BATCH="20", MAX_QUEUE="100")
+    requests = {await telegram.send_text(f"/draw batch {i}", user_id=400 + i): 400 + i for i in range(40)}
+    bot = BotProcess(env, tmp_path, "first.log")
+    confirmed = asyncio.Event()
+
+    def kill_on_confirm(offset: int) -> None:
+        if offset > 0 and not confirmed.is_set():  # the second poll: the batch is confirmed
+            assert bot.process is not None
+            bot.process.kill()
+            confirmed.set()
+
+    telegram.on_get_updates = kill_on_confirm
+    await bot.start()
+    await asyncio.wait_for(confirmed.wait(), 120)
+    await bot.stop(signal.SIGKILL)
+    telegram.on_get_updates = None
+    photos_before = len(telegram.find("sendPhoto"))
+
+    bot = await BotProcess(env, tmp_path, "second.log").start()
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not set(requests) <= {c.reply_to for c in telegram.find("sendPhoto")}:
+            await asyncio.sleep(0.5)
+    finally:
+        assert await bot.stop(signal.SIGTERM) == 0
+    photos = Counter(c.reply_to for c in telegram.find("sendPhoto"))
+    print(f"\nkilled at the confirming poll after {photos_before} pictures; then {len(photos)} of {len(requests)}")
+    assert photos == Counter(set(requests)), f"missing: {sorted(set(requests) - set(photos))}"
+    for message_id, user in requests.items():
+        assert {c.chat_id for c in telegram.find("sendPhoto") if c.reply_to == message_id} == {user}
+    assert journal_states(tmp_path / "data") == {"sent": len(requests)}

@@ -59,6 +59,7 @@ async def test_old_service_contract(telegram: FakeTelegram, make_settings, port:
             health = await wait_healthy(http, base)
             assert health == {
                 "status": "healthy",
+                "models": "ready",
                 "device": "cpu",
                 "models_loaded": True,
                 "queue_length": 0,

@@ -19,7 +19,6 @@ from bot.keyboards import CancelRequest, cancel_keyboard
 from bot.middlewares.rate_limit import ACCEPTED
 from bot.progress import progress_text
 from bot.senders import may_cancel, sender_id
-from bot.telegram_retry import with_retries
 from bot.texts import text
 from config import Settings
 from generation import GenerationEngine, ModelsUnavailable, QueueFull, UserQueueFull
@@ -97,10 +96,7 @@ async def draw(
 
 
 async def reply(message: Message, line: str, keyboard=None) -> Message:
-    reply = reply_to(message.message_id)
-    return await with_retries(
-        lambda: message.answer(line, reply_markup=keyboard, reply_parameters=reply), "sendMessage"
-    )
+    return await message.answer(line, reply_markup=keyboard, reply_parameters=reply_to(message.message_id))
 
 
 async def cancel(query: CallbackQuery, callback_data: CancelRequest, draws: DrawService, lang: str) -> None:
