@@ -202,11 +202,16 @@ async def test_restart_while_telegram_fails_draws_every_job_and_answers_at_once(
         return None
 
     telegram.fault_plan = plan
+    telegram.hold.set()  # the pictures wait at first: the jobs stay open while notices are retried
     await telegram.send_text("/help", user_id=82)
     started = time.monotonic()
     async with running_bot(make_settings(telegram.url)):
         await telegram.wait_for("sendMessage", chat_id=82, text_contains="/draw", timeout=10)
         assert time.monotonic() - started < 10  # not after recovery's retries
+        while failed[80] < 2:  # tried again meanwhile
+            assert time.monotonic() - started < 60, failed
+            await asyncio.sleep(0.1)
+        telegram.release_held(drop=False)
         for chat, message_id in ((80, 7), (83, 9), (81, 8)):
             [photo] = await telegram.wait_for("sendPhoto", chat_id=chat, timeout=120)
             assert photo.reply_to == message_id
@@ -214,7 +219,6 @@ async def test_restart_while_telegram_fails_draws_every_job_and_answers_at_once(
         assert notice.reply_to == 8 and failed[81] == 1  # sent on the second try
         [button] = notice.data["reply_markup"]["inline_keyboard"][0]
         assert button["callback_data"] == f"cancel.v2:{journal_row(tmp_path / 'data', 8)[0]}"
-    assert failed[80] >= 2  # tried again meanwhile
     assert journal_states(tmp_path / "data") == {"sent": 3}
 
 
