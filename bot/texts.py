@@ -219,6 +219,11 @@ TEXTS: dict[str, dict[str, str]] = {
     "models_ready": {"en": "loaded", "ru": "загружены"},
     "models_loading": {"en": "loading…", "ru": "загружаются…"},
     "models_failed": {"en": "not loaded ({error})", "ru": "не загружены ({error})"},
+    # --- engine ---
+    "ratio_range": {
+        "en": "The aspect ratio <code>{value}</code> is out of range: it must be from 1:4 (tall) to 4:1 (wide).",
+        "ru": "Соотношение сторон <code>{value}</code> вне допустимого: оно должно быть от 1:4 (вертикально) до 4:1 (горизонтально).",
+    },
 }
 
 
