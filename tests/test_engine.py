@@ -248,3 +248,33 @@ async def test_one_worker_per_device_share_one_queue(loader) -> None:
         assert engine.status().devices == ["cpu", "cpu"]
     finally:
         await engine.close()
+
+
+async def test_reload_frees_every_devices_models_before_loading_any(loader) -> None:
+    """Releasing compiled models resets Dynamo for the whole process: had one device
+    loaded (and compiled) before another released, that reset would drop the new graphs.
+    And no GPU should hold its old and new models at once."""
+    import gc
+    import weakref
+
+    old: list[weakref.ref] = []
+    alive_at_load: list[int] = []
+
+    def tracking_loader(device: torch.device) -> KandinskyPipelines:
+        gc.collect()
+        alive_at_load.append(sum(ref() is not None for ref in old))
+        pipes = loader(device)
+        old.extend(weakref.ref(m) for m in (pipes.decoder.unet, pipes.decoder.movq, pipes.prior.prior))
+        return pipes
+
+    engine = await started(GenerationEngine([CPU, CPU], tracking_loader))
+    try:
+        while engine.models_state is not ModelState.READY:
+            await asyncio.sleep(0.01)
+        assert alive_at_load == [0, 3]  # first start: the first device's models live on
+        old_count = len(old)
+        await engine.reload()
+        assert alive_at_load[2:] == [0, 3]  # all six old models were gone before the first new load
+        assert all(ref() is None for ref in old[:old_count])
+    finally:
+        await engine.close()
