@@ -176,6 +176,12 @@ def compiled(tiny_models: tuple[Path, Path], compile_decoder: Path) -> Kandinsky
     return pipes
 
 
+# The compiled fixture's cold compile (an empty Inductor cache) builds about 100 C++
+# kernels: 200-260 s on a busy 2-core machine, 25 s with the cache warm.
+COLD_COMPILE_TIMEOUT_S = 600
+
+
+@pytest.mark.timeout(COLD_COMPILE_TIMEOUT_S)
 def test_compiled_pipelines_draw_the_same(compiled, eager_small) -> None:
     """COMPILE keeps the pictures. A single request runs on its own static-shape graph,
     batches on one graph for every size: after the warm-up nothing compiles again."""
@@ -244,6 +250,7 @@ def test_unknown_compile_mode_is_refused(ours) -> None:
         KandinskyPipelines(ours.prior, ours.decoder, CPU, compile="fast")
 
 
+@pytest.mark.timeout(COLD_COMPILE_TIMEOUT_S)
 def test_release_frees_compiled_models(compiled) -> None:
     """/reload frees the old models before loading new ones. Compiled, they stayed alive
     through the eager copies beside the compiled forms, those forms, Dynamo's caches and
