@@ -159,9 +159,10 @@ class KandinskyPipelines:
         """Load both pipelines with ``from_pretrained`` (a hub id or a local directory).
 
         The weights go from the files straight to ``device`` (``device_map``), one tensor at
-        a time: loaded into host memory first, the pipelines needed all of it at once, more
-        than the 8 GB a container gets in docker-compose.yml (bench/load_memory.py measures
-        it). With CPU offload they live in host memory anyway.
+        a time. Loaded into host memory first, files in another precision than ``dtype``
+        (float32 files loaded as float16) were converted there all at once: 9.6 GiB of host
+        memory, more than the 8 GB docker-compose.yml gives; now 0.9 GiB
+        (bench/results/2026-11-29-load-memory). With CPU offload they live in host memory.
         """
         log.info("loading %s and %s on %s as %s", prior_model, decoder_model, device, dtype)
         offload = cpu_offload and device.type == "cuda"
