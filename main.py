@@ -9,37 +9,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
-import shlex
 import sys
 from collections.abc import MutableMapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from bot.logging_setup import setup_logging
 from config import ConfigError, Settings, load_settings
 
-
-class RedactSecrets(logging.Filter):
-    """Replace the bot token wherever it would appear in a log line (e.g. a URL)."""
-
-    def __init__(self, *secrets: str) -> None:
-        super().__init__()
-        self._secrets = [s for s in secrets if s]
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if any(s in message for s in self._secrets):
-            for secret in self._secrets:
-                message = message.replace(secret, "<redacted>")
-            record.msg, record.args = message, None
-        return True
+if TYPE_CHECKING:
+    from bot.draw_args import DrawRequest
 
 
-def setup_logging(settings: Settings) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RedactSecrets(settings.bot_token))
-    logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
+def secrets_of(settings: Settings) -> list[str]:
+    """What must never appear in a log line or a crash report."""
+    return list(settings.secret_values)
 
 
 def use_compile_cache(settings: Settings, environ: MutableMapping[str, str] = os.environ) -> None:
@@ -49,7 +34,7 @@ def use_compile_cache(settings: Settings, environ: MutableMapping[str, str] = os
     environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(settings.data_dir) / "torch-compile"))
 
 
-def parse_command_line(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+def parse_command_line(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python main.py", description="Self-hosted Telegram bot drawing with Kandinsky 2.2."
     )
@@ -58,73 +43,138 @@ def parse_command_line(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     draw = commands.add_parser(
         "draw",
         help="draw one picture without Telegram, to check a GPU set-up",
-        description="Draw one picture. Options after the prompt are those of /draw: --neg TEXT, "
-        "--size WxH, --ar W:H, --steps N, --seed N, --guidance X, --prior-guidance X.",
+        description="Draw one picture, with the options of /draw.",
+        allow_abbrev=False,
     )
-    draw.add_argument("prompt", help="what to draw, in quotes")
+    draw.add_argument("prompt", nargs="+", help="what to draw, in quotes")
     draw.add_argument("-o", "--output", default="picture.png", help="PNG file to write (default: picture.png)")
+    # The values stay text: the /draw parser checks them, with the messages users get in Telegram.
+    draw.add_argument("--neg", "--no", "--negative", dest="neg", metavar="TEXT", help="what to avoid")
+    draw.add_argument("--size", metavar="WxH", help="size, sides from 64 to MAX_SIDE (rounded to 64)")
+    draw.add_argument("--ar", "--aspect", dest="ar", metavar="W:H", help="aspect ratio at about the default size")
+    draw.add_argument("--steps", metavar="N", help="decoder steps, 1 to MAX_STEPS")
+    draw.add_argument("--seed", metavar="N", help="repeat a picture exactly")
+    draw.add_argument("--guidance", metavar="X", help="how closely to follow the text, 0 to 20")
+    draw.add_argument("--prior-guidance", "--prior_guidance", dest="prior_guidance", metavar="X", help="0 to 20")
+    draw.add_argument("--file", action="store_true", help=argparse.SUPPRESS)  # /draw's; refused below
     commands.add_parser("prefetch", help="download both models into the Hugging Face cache (HF_HOME)")
     commands.add_parser("health", help="exit 0 if the running bot's /health says healthy (needs HTTP_PORT)")
-    args, rest = parser.parse_known_args(argv)
-    if rest and args.command != "draw":
-        parser.error(f"unrecognised arguments: {' '.join(rest)}")
-    return args, rest
+    args = parser.parse_args(argv)
+    if args.command == "draw" and args.file:
+        draw.error("--file is for Telegram (send the PNG as a file); here the PNG is always written to -o FILE")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
-    args, draw_options = parse_command_line(sys.argv[1:] if argv is None else argv)
+    args = parse_command_line(sys.argv[1:] if argv is None else argv)
     command = args.command or "run"
     try:
         settings = load_settings(require_token=command == "run")
     except ConfigError as exc:
         print(f"Configuration error: {exc}", file=sys.stderr)
         return 2
-    setup_logging(settings)
-    use_compile_cache(settings)
-    if command == "draw":
-        return draw_once(settings, args.prompt, draw_options, Path(args.output))
-    if command == "prefetch":
-        return prefetch(settings)
+    # The command line shows its own progress; its log shows only what went wrong.
+    quiet = command in ("draw", "prefetch") and settings.log_level != "DEBUG"
+    setup_logging("WARNING" if quiet else settings.log_level, secrets_of(settings))
     if command == "health":
         return health(settings)
+    from bot.startup_checks import StartupError, check_data_dir, check_journal
+
+    try:
+        request = draw_request(settings, args) if command == "draw" else None
+        check_data_dir(settings.data_dir)  # before torch is imported: it writes there
+        if command == "run":
+            check_journal(settings.data_dir)
+    except (StartupError, _BadDrawOptions) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    use_compile_cache(settings)
+    if request is not None:
+        return draw_once(settings, request, Path(args.output))
+    if command == "prefetch":
+        return prefetch(settings)
     from bot.app import run_bot  # after logging is set: importing torch takes seconds
 
-    asyncio.run(run_bot(settings))
+    try:
+        asyncio.run(run_bot(settings))
+    except StartupError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # Ctrl+C before polling took over the signals
+        return 130
     return 0
 
 
-def draw_once(settings: Settings, prompt: str, options: list[str], output: Path) -> int:
-    """One picture through the same engine the bot uses, with a progress bar."""
+class _BadDrawOptions(Exception):
+    """An option of ``draw`` the user must change (the /draw parser's message)."""
+
+
+def draw_request(settings: Settings, args: argparse.Namespace) -> DrawRequest:
+    """The CLI's arguments as a /draw request, checked without importing torch. The
+    arguments arrive split by the shell and are passed on as they are, not re-quoted."""
+    from bot.draw_args import DrawArgsError, request_from_options
+    from bot.texts import plain, text
+    from generation.composition import request_limits
+
+    options = {
+        "neg": args.neg,
+        "size": args.size,
+        "ar": args.ar,
+        "steps": args.steps,
+        "seed": args.seed,
+        "guidance": args.guidance,
+        "prior-guidance": args.prior_guidance,
+    }
+    values = {name: value for name, value in options.items() if value is not None}
+    try:
+        return request_from_options(" ".join(args.prompt), values, request_limits(settings))
+    except DrawArgsError as exc:
+        raise _BadDrawOptions(plain(text("en", exc.key, **exc.params))) from None
+
+
+def quiet_libraries() -> None:
+    """No loading bars or info lines from diffusers, transformers and the hub: the
+    command line shows one bar for loading and one for drawing."""
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    for library in (diffusers_logging, transformers_logging):
+        library.set_verbosity_error()
+        library.disable_progress_bar()
+
+
+def draw_once(settings: Settings, request: DrawRequest, output: Path) -> int:
+    """One picture through the same engine the bot uses: a bar while the models load,
+    then one for the decoder's steps."""
+    quiet_libraries()
     from tqdm import tqdm
 
-    from bot.app import create_engine
-    from bot.draw_args import DrawArgsError, parse_draw_args
-    from bot.handlers.draw import draw_limits
-    from bot.texts import plain, text
     from generation import GenerationError
-
-    try:
-        request = parse_draw_args(" ".join([prompt, *map(shlex.quote, options)]), draw_limits(settings))
-    except DrawArgsError as exc:
-        print(plain(text("en", exc.key, **exc.params)), file=sys.stderr)
-        return 2
+    from generation.composition import create_engine
 
     async def run() -> int:
         engine = create_engine(settings, warm_up_size=(request.params.width, request.params.height))
         await engine.start()
         try:
             job = await engine.submit(request.params, user_id=0)
-            total = request.params.num_inference_steps
-            with tqdm(total=total, desc="drawing", unit="step") as bar:
-                while not job.future.done():
-                    await asyncio.wait({job.future}, timeout=0.2)
-                    bar.update(job.step - bar.n)
-                try:
-                    result = await job.result()
-                except GenerationError as exc:
-                    print(f"Failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-                    return 1
-                bar.update(total - bar.n)
+            with tqdm(desc="loading models", bar_format="{desc}: {elapsed}") as loading:
+                while not (job.started.is_set() or job.future.done()):
+                    await asyncio.sleep(0.1)
+                    loading.refresh()
+            if not job.future.done():  # else loading failed: no bar for a drawing that never starts
+                total = request.params.num_inference_steps
+                with tqdm(total=total, desc="drawing", unit="step") as bar:
+                    while not job.future.done():
+                        await asyncio.wait({job.future}, timeout=0.2)
+                        bar.update(job.step - bar.n)
+                    if not job.future.cancelled() and job.future.exception() is None:
+                        bar.update(total - bar.n)
+            try:
+                result = await job.result()
+            except GenerationError as exc:
+                print(f"Failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+                return 1
         finally:
             await engine.close()
         output.write_bytes(result.png)
@@ -136,12 +186,15 @@ def draw_once(settings: Settings, prompt: str, options: list[str], output: Path)
 
 def prefetch(settings: Settings) -> int:
     """Download both pipelines into the Hugging Face cache (a local directory is left alone)."""
+    models = {"PRIOR_MODEL": settings.prior_model, "DECODER_MODEL": settings.decoder_model}
+    for name, model in models.items():  # a typo in a path is told before anything is fetched
+        if not Path(model).is_dir() and not _is_hub_id(model):
+            print(f"{name}={model}: no such directory (and not a Hugging Face id such as owner/name)", file=sys.stderr)
+            return 1
+    quiet_libraries()
     from diffusers import KandinskyV22Pipeline, KandinskyV22PriorPipeline
 
-    for pipeline, model in (
-        (KandinskyV22PriorPipeline, settings.prior_model),
-        (KandinskyV22Pipeline, settings.decoder_model),
-    ):
+    for pipeline, model in zip((KandinskyV22PriorPipeline, KandinskyV22Pipeline), models.values(), strict=True):
         if Path(model).is_dir():
             print(f"{model}: a local directory, nothing to download")
             continue
@@ -149,10 +202,52 @@ def prefetch(settings: Settings) -> int:
         try:
             path = pipeline.download(model)
         except Exception as exc:  # offline, a typo in the id, no space left
-            print(f"Could not download {model}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            print(f"Could not download {model}: {_download_failure(exc)}", file=sys.stderr)
             return 1
         print(f"{model}: cached in {path}")
     return 0
+
+
+def _is_hub_id(model: str) -> bool:
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if model.startswith(("/", ".", "~")):
+        return False
+    try:
+        validate_repo_id(model)
+    except HFValidationError:
+        return False
+    return True
+
+
+def _download_failure(exc: BaseException) -> str:
+    """Why a download failed, in one plain line. diffusers wraps the hub's error in one
+    that points to "the stacktrace above", which the command line doesn't print."""
+    import socket
+
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    chain: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and cause not in chain:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    for error in chain:
+        if isinstance(error, GatedRepoError):
+            return "the model is gated: accept its terms on huggingface.co and set HF_TOKEN"
+        if isinstance(error, RepositoryNotFoundError):
+            return "no such model on the Hugging Face hub (and no such local directory)"
+    offline = any(
+        isinstance(error, ConnectionError | socket.gaierror | TimeoutError)
+        or type(error).__name__ in ("ConnectError", "ConnectTimeout", "OfflineModeIsEnabled")
+        for error in chain
+    )
+    if offline:
+        hub_off = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+        why = "HF_HUB_OFFLINE is set" if hub_off else str(chain[-1])
+        return f"no network to the Hugging Face hub ({why})"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def health(settings: Settings) -> int:
@@ -170,7 +265,10 @@ def health(settings: Settings) -> int:
         print(f"unhealthy: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(status))
-    return 0 if status.get("status") == "healthy" else 1
+    # Reloading, or loading for the first time (a 10 GB download, then compiling): busy, not
+    # broken, since the bot answers users and queues their requests. Failed models are broken.
+    busy = status.get("status") == "reloading" or status.get("models") == "loading"
+    return 0 if status.get("status") == "healthy" or busy else 1
 
 
 if __name__ == "__main__":

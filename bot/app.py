@@ -17,17 +17,22 @@ from aiohttp import web
 
 from bot.draw_service import DrawService
 from bot.handlers import create_routers
-from bot.handlers.draw import draw_limits
+from bot.inbox import Inbox, InboxMiddleware, feed_leftovers
 from bot.journal import Journal
 from bot.middlewares.access import AccessMiddleware
 from bot.middlewares.language import LanguageMiddleware
 from bot.middlewares.rate_limit import RateLimitMiddleware
+from bot.telegram_check import wait_for_telegram
+from bot.telegram_retry import RetryMiddleware
 from bot.web.api import add_api
 from config import Settings
 from generation import GenerationEngine
-from generation.factory import build_engine
+from generation.composition import create_engine, request_limits
 
 log = logging.getLogger(__name__)
+
+# On stop, how long update handlers in progress may take; the rest are fed again next start.
+HANDLERS_GRACE_S = 5.0
 
 COMMANDS = {
     "en": [
@@ -45,41 +50,30 @@ COMMANDS = {
 
 def create_bot(settings: Settings) -> Bot:
     session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
+    session.middleware(RetryMiddleware())  # every call through 429s and passing faults
     return Bot(
-        token=settings.bot_token,
+        token=settings.bot_token.get_secret_value(),
         session=session,
         default=DefaultBotProperties(parse_mode=ParseMode.HTML),
     )
 
 
-def create_dispatcher(settings: Settings, engine: GenerationEngine, draws: DrawService) -> Dispatcher:
+def create_dispatcher(
+    settings: Settings, engine: GenerationEngine, draws: DrawService, received: InboxMiddleware | None = None
+) -> Dispatcher:
     # settings, engine and draws reach handlers, filters and middlewares as workflow data.
     dispatcher = Dispatcher(settings=settings, engine=engine, draws=draws)
+    if received is not None:  # first: everything after it runs once the update is on disk
+        dispatcher.update.outer_middleware(received)
     dispatcher.update.outer_middleware(LanguageMiddleware())
+    # Inner middlewares run in this order once the filters chose a handler: a stranger is
+    # refused before a request is counted.
     access = AccessMiddleware()
-    dispatcher.message.outer_middleware(access)
-    dispatcher.callback_query.outer_middleware(access)
+    dispatcher.message.middleware(access)
+    dispatcher.callback_query.middleware(access)
     dispatcher.message.middleware(RateLimitMiddleware(settings.rate_limit_per_min))
     dispatcher.include_routers(*create_routers())
     return dispatcher
-
-
-def create_engine(settings: Settings, *, warm_up_size: tuple[int, int] | None = None) -> GenerationEngine:
-    """The engine as the settings describe it; warmed up (on CUDA) for the default size
-    unless another is named."""
-    return build_engine(
-        prior_model=settings.prior_model,
-        decoder_model=settings.decoder_model,
-        device=settings.device,
-        dtype=settings.dtype,
-        cpu_offload=settings.cpu_offload,
-        compile=settings.compile,
-        prior_steps=settings.prior_steps,
-        warm_up_size=warm_up_size or (settings.default_width, settings.default_height),
-        max_batch=settings.max_batch,
-        max_queue=settings.max_queue,
-        max_pending_per_user=settings.max_pending_per_user,
-    )
 
 
 async def set_commands(bot: Bot) -> None:
@@ -101,13 +95,16 @@ async def start_http_server(
     if settings.http_port is None:
         return None
     app = web.Application()
-    add_api(app, engine, draw_limits(settings), settings.api_token)
+    add_api(app, engine, request_limits(settings), settings.api_tokens, settings.trusted_proxies)
     if settings.webhook_url:
         # Telegram sends WEBHOOK_SECRET back in a header; aiogram refuses updates without it.
+        # Not in background: Telegram gets its 200 once the update is in the inbox (the
+        # handlers then run in a task of InboxMiddleware).
         SimpleRequestHandler(
-            dispatcher, bot, secret_token=settings.webhook_secret or None, handle_in_background=True
+            dispatcher, bot, secret_token=settings.webhook_secret.get_secret_value(), handle_in_background=False
         ).register(app, path=settings.webhook_path)
-    runner = web.AppRunner(app, access_log=None)
+    # handler_cancellation: a /generate whose client hung up is cancelled, and so is its job.
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
     await runner.setup()
     await web.TCPSite(runner, settings.http_host, settings.http_port).start()
     log.info("HTTP server on %s:%s", settings.http_host, settings.http_port)
@@ -116,7 +113,8 @@ async def start_http_server(
 
 async def run_bot(settings: Settings, *, handle_signals: bool = True, stop: asyncio.Event | None = None) -> None:
     """Start the engine (models load in the background), queue again what the journal
-    holds unfinished, and take updates (polling, or the webhook when WEBHOOK_URL is set)
+    holds unfinished (in the background too: updates are taken at once), and take
+    updates (polling, or the webhook when WEBHOOK_URL is set)
     until stopped: by SIGINT/SIGTERM, or by ``stop`` being set (cancelling this coroutine
     instead would leave aiogram's polling tasks running).
 
@@ -124,26 +122,39 @@ async def run_bot(settings: Settings, *, handle_signals: bool = True, stop: asyn
     SHUTDOWN_GRACE_S; waiting requests stay in the journal for the next start."""
     stop = stop or asyncio.Event()
     journal = Journal.in_dir(settings.data_dir)
+    inbox = Inbox.in_dir(settings.data_dir)
+    received = InboxMiddleware(inbox)
     engine = create_engine(settings)
     bot = create_bot(settings)
     draws = DrawService(bot, engine, journal, settings.progress_interval_s)
-    dispatcher = create_dispatcher(settings, engine, draws)
+    dispatcher = create_dispatcher(settings, engine, draws, received)
     await engine.start()
+    # The journal is read before the webhook or polling can bring an update; its requests are
+    # queued (and drawn) in the background, while Telegram is still being reached.
+    draws.start_recovery()
     http = await start_http_server(settings, engine, dispatcher, bot)
+    menu: asyncio.Task | None = None
     try:
-        await set_commands(bot)
-        await draws.recover()
+        if not await wait_for_telegram(bot, settings.telegram_api_url, stop):
+            return
+        menu = asyncio.create_task(set_commands(bot))  # Telegram may be slow: nobody waits for it
+        # After the journal's recovery read its jobs (start_recovery): a /draw fed again is queued once.
+        await feed_leftovers(inbox, dispatcher, bot)
         if settings.webhook_url:
             await take_webhook_updates(settings, bot, dispatcher, stop, handle_signals)
         else:
             await take_polled_updates(bot, dispatcher, stop, handle_signals)
     finally:
         log.info("stopping: finishing the running batch (up to %.0f s)", settings.shutdown_grace_s)
+        if menu is not None:
+            menu.cancel()
         if http:
             await http.cleanup()
+        await received.shutdown(min(settings.shutdown_grace_s, HANDLERS_GRACE_S))
         await draws.shutdown(settings.shutdown_grace_s)
         await engine.close()
         await bot.session.close()
+        inbox.close()
         journal.close()
         log.info("stopped")
 
@@ -152,7 +163,12 @@ async def take_polled_updates(bot: Bot, dispatcher: Dispatcher, stop: asyncio.Ev
     await bot.delete_webhook(drop_pending_updates=False)  # getUpdates is refused while one is set
     stopper = asyncio.create_task(_stop_when_set(dispatcher, stop))
     try:
-        await dispatcher.start_polling(bot, handle_signals=handle_signals, close_bot_session=False)
+        # Updates in order, each only until InboxMiddleware has it on disk (its handlers
+        # then run in a task): the next poll, which confirms the batch to Telegram, is
+        # made after the whole batch is recorded.
+        await dispatcher.start_polling(
+            bot, handle_signals=handle_signals, close_bot_session=False, handle_as_tasks=False
+        )
     finally:
         stopper.cancel()
 
@@ -166,7 +182,7 @@ async def take_webhook_updates(
             loop.add_signal_handler(sig, stop.set)
     await bot.set_webhook(
         settings.webhook_url,
-        secret_token=settings.webhook_secret or None,
+        secret_token=settings.webhook_secret.get_secret_value(),
         allowed_updates=dispatcher.resolve_used_update_types(),
     )
     log.info("webhook set; waiting for updates on %s", settings.webhook_path)

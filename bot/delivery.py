@@ -9,7 +9,6 @@ from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import BufferedInputFile, Message, ReplyParameters
 
-from bot.telegram_retry import with_retries
 from bot.texts import text
 from generation import GenerationParams, GenerationResult
 
@@ -20,8 +19,11 @@ PHOTO_MAX_BYTES = 10 * 1024 * 1024
 PHOTO_MAX_SIDES_SUM = 10_000
 PHOTO_MAX_RATIO = 20
 CAPTION_PROMPT_CHARS = 300
-# A finished picture is worth waiting for: up to about five minutes of Telegram trouble.
-SEND_ATTEMPTS = 12
+# How long one upload may take before it is abandoned (and, by the retry middleware,
+# sent again). Telegram can take minutes to accept a large picture; an upload given up
+# too early may still arrive, and then the retry sends a second copy. aiogram's default
+# for every call is 60 s.
+UPLOAD_TIMEOUT_S = 300
 
 
 def reply_to(message_id: int) -> ReplyParameters:
@@ -78,18 +80,19 @@ async def send_picture(
         return BufferedInputFile(result.png, filename=f"kandinsky-{result.seed}.png")
 
     async def as_file() -> Message:
-        return await bot.send_document(chat_id, file(), caption=text_under, reply_parameters=reply)
+        return await bot.send_document(
+            chat_id, file(), caption=text_under, reply_parameters=reply, request_timeout=UPLOAD_TIMEOUT_S
+        )
 
+    # 429s, 5xx and network faults are retried by RetryMiddleware (bot/telegram_retry.py).
     if as_document or not fits_as_photo(result):
-        return await with_retries(as_file, "sendDocument", SEND_ATTEMPTS)
+        return await as_file()
     try:
-        return await with_retries(
-            lambda: bot.send_photo(chat_id, file(), caption=text_under, reply_parameters=reply),
-            "sendPhoto",
-            SEND_ATTEMPTS,
+        return await bot.send_photo(
+            chat_id, file(), caption=text_under, reply_parameters=reply, request_timeout=UPLOAD_TIMEOUT_S
         )
     except TelegramBadRequest as exc:
         if "chat not found" in exc.message.lower():
             raise
         log.warning("sendPhoto refused (%s): sending as a document", exc.message)
-        return await with_retries(as_file, "sendDocument", SEND_ATTEMPTS)
+        return await as_file()

@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 import re
 import secrets
+import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from generation import GenerationParams
+from generation import DrawLimits, GenerationParams  # torch-free: the command line checks options before torch loads
 
 SEED_MAX = 2**32 - 1
 GUIDANCE_MAX = 20.0
@@ -25,11 +27,15 @@ _EXAMPLES = {
     "guidance": "--guidance 4",
     "prior-guidance": "--prior-guidance 1",
 }
-# An option starts a word: "--name", "--name=value". Phones often turn "--" into a dash.
-_OPTION = re.compile(r"(?:^|\s+)--([A-Za-z][^\s=]*)(?:=|(?=\s)|$)")
+# An option starts a word: "--name", "--name=value" (the "=" is captured: "--file=yes" is
+# an error). Phones often turn "--" into a dash.
+_OPTION = re.compile(r"(?:^|\s+)--([A-Za-z][^\s=]*)(=?)")
 _DASHES = re.compile(r"(^|\s)[—–]{1,2}(?=[A-Za-z])")
 _SIZE = re.compile(r"^(\d{1,5})\s*[xX×хХ*]\s*(\d{1,5})$")  # Latin x, ×, Cyrillic х
 _RATIO = re.compile(r"^(\d+(?:[.,]\d+)?)\s*[:/xX×хХ]\s*(\d+(?:[.,]\d+)?)$")
+ECHO_MAX = 50  # a value repeated back in an error is cut to this: a reply holds 4096 characters
+# Shown as nothing although not "format" characters: Hangul fillers, the braille blank.
+_BLANKS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 
 
 class DrawArgsError(ValueError):
@@ -39,18 +45,6 @@ class DrawArgsError(ValueError):
         super().__init__(key)
         self.key = key
         self.params = params
-
-
-@dataclass(frozen=True)
-class DrawLimits:
-    default_width: int
-    default_height: int
-    default_steps: int
-    default_guidance: float
-    default_prior_guidance: float
-    max_side: int
-    max_steps: int
-    max_prompt_chars: int = 1000
 
 
 @dataclass(frozen=True)
@@ -67,14 +61,20 @@ def parse_draw_args(args: str | None, limits: DrawLimits) -> DrawRequest:
     prompt_words = [parts[0]]
     values: dict[str, str] = {}
     as_document = False
-    for name, rest in zip(parts[1::2], parts[2::2], strict=True):
+    seen: set[str] = set()
+    for name, equals, rest in zip(parts[1::3], parts[2::3], parts[3::3], strict=True):
         name = _ALIASES.get(name.lower(), name.lower())
         rest = rest.strip()
+        if name in seen:  # "--steps 10 --steps 20": which one was meant is a guess
+            raise DrawArgsError("repeated_option", option=f"--{name}")
+        seen.add(name)
         if name == "file":
+            if equals:  # "--file=no" would be read as its opposite: ask rather than guess
+                raise DrawArgsError("option_takes_no_value", option="--file")
             as_document = True
             prompt_words.append(rest)
         elif name == "neg":
-            if not rest:
+            if is_blank(_unquote(rest)):
                 raise DrawArgsError("missing_value", option="--neg", example=_EXAMPLES["neg"])
             values[name] = _unquote(rest)
         elif name in _EXAMPLES:
@@ -84,10 +84,21 @@ def parse_draw_args(args: str | None, limits: DrawLimits) -> DrawRequest:
             values[name] = value
             prompt_words.append(extra)
         else:
-            raise DrawArgsError("unknown_option", option=f"--{name}", available=", ".join(OPTIONS))
+            raise DrawArgsError("unknown_option", option=echo(f"--{name}"), available=", ".join(OPTIONS))
 
     prompt = _unquote(" ".join(w.strip() for w in prompt_words if w.strip()))
-    if not prompt:
+    return request_from_options(prompt, values, limits, as_document=as_document)
+
+
+def request_from_options(
+    prompt: str, values: Mapping[str, str], limits: DrawLimits, *, as_document: bool = False
+) -> DrawRequest:
+    """A request from a prompt and option values already split apart, as the command
+    line's arguments are (nothing is unquoted or re-split). ``values`` is keyed by the
+    option's name without ``--``: neg, size, ar, steps, seed, guidance, prior-guidance.
+    Raises DrawArgsError."""
+    prompt = prompt.strip()
+    if is_blank(prompt):
         raise DrawArgsError("usage")
     for value in (prompt, values.get("neg", "")):
         if len(value) > limits.max_prompt_chars:
@@ -116,6 +127,18 @@ def parse_draw_args(args: str | None, limits: DrawLimits) -> DrawRequest:
     return DrawRequest(params=params, as_document=as_document, seed_given=seed_given)
 
 
+def echo(value: str) -> str:
+    """A user's value as an error repeats it: cut short, so the reply stays within
+    Telegram's 4096 characters (escaping may still grow it, but not past that)."""
+    return value if len(value) <= ECHO_MAX else value[:ECHO_MAX] + "…"
+
+
+def is_blank(text: str) -> bool:
+    """Nothing visible: whitespace and invisible characters (zero-width space and joiners,
+    word joiner, BOM, bidi marks: Unicode's "format" category) only."""
+    return all(c.isspace() or c in _BLANKS or unicodedata.category(c) == "Cf" for c in text)
+
+
 def _unquote(text: str) -> str:
     text = text.strip()
     for left, right in (('"', '"'), ("'", "'"), ("«", "»"), ("“", "”")):
@@ -133,7 +156,7 @@ def _to_tile(value: float, max_side: int) -> int:
 def _size(raw: str, max_side: int) -> tuple[int, int]:
     match = _SIZE.match(raw) or re.match(r"^(\d{1,5})()$", raw)
     if not match:
-        raise DrawArgsError("bad_size", value=raw)
+        raise DrawArgsError("bad_size", value=echo(raw))
     width = int(match.group(1))
     height = int(match.group(2) or width)  # "--size 512" means a square
     if not (TILE <= width <= max_side and TILE <= height <= max_side):
@@ -152,12 +175,12 @@ def _size_for_ratio(raw: str, limits: DrawLimits) -> tuple[int, int]:
     """
     match = _RATIO.match(raw)
     if not match:
-        raise DrawArgsError("bad_ratio", value=raw)
+        raise DrawArgsError("bad_ratio", value=echo(raw))
     w, h = (float(g.replace(",", ".")) for g in match.groups())
     if w <= 0 or h <= 0:
-        raise DrawArgsError("bad_ratio", value=raw)
+        raise DrawArgsError("bad_ratio", value=echo(raw))
     if not (1 / RATIO_MAX <= w / h <= RATIO_MAX):
-        raise DrawArgsError("ratio_range", value=raw)
+        raise DrawArgsError("ratio_range", value=echo(raw))
     area = limits.default_width * limits.default_height
     sides = range(TILE, max(TILE, limits.max_side // TILE * TILE) + 1, TILE)
 
@@ -178,9 +201,9 @@ def _integer(option: str, raw: str | None, low: int, high: int, default: int | N
     try:
         value = int(raw)
     except ValueError:
-        raise DrawArgsError("bad_integer", option=option, low=low, high=high, value=raw) from None
+        raise DrawArgsError("bad_integer", option=option, low=low, high=high, value=echo(raw)) from None
     if not low <= value <= high:
-        raise DrawArgsError("bad_integer", option=option, low=low, high=high, value=raw)
+        raise DrawArgsError("bad_integer", option=option, low=low, high=high, value=echo(raw))
     return value
 
 
@@ -192,7 +215,7 @@ def _number(option: str, raw: str | None, default: float) -> float:
     except ValueError:
         value = math.nan
     if not 0.0 <= value <= GUIDANCE_MAX:  # also rejects nan and inf
-        raise DrawArgsError("bad_number", option=option, low=0, high=int(GUIDANCE_MAX), value=raw)
+        raise DrawArgsError("bad_number", option=option, low=0, high=int(GUIDANCE_MAX), value=echo(raw))
     return value
 
 
@@ -215,9 +238,9 @@ def params_from_json(body: object, limits: DrawLimits) -> GenerationParams:
         raise DrawArgsError("json_not_object")
     unknown = sorted(set(body) - set(JSON_FIELDS))
     if unknown:
-        raise DrawArgsError("unknown_field", field=unknown[0], available=", ".join(JSON_FIELDS))
+        raise DrawArgsError("unknown_field", field=echo(unknown[0]), available=", ".join(JSON_FIELDS))
     prompt = body.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
+    if not isinstance(prompt, str) or is_blank(prompt):
         raise DrawArgsError("prompt_required")
     negative = body.get("negative_prompt")
     if negative is not None and not isinstance(negative, str):

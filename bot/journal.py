@@ -4,27 +4,43 @@ A job is written before the user is told it is queued, and marked sent only afte
 Telegram accepted the picture. At start-up, jobs that are neither sent nor failed are
 run again. Calls are short local transactions (WAL with synchronous=NORMAL commits
 without an fsync), so they run on the event loop.
+
+Rows outlive a version of the bot: the schema only ever gains columns (added on open
+when missing), each row says which version wrote its params, and params are decoded
+tolerantly (unknown keys ignored, missing ones with defaults filled in). A row that still
+can't be read is reported as ``Unreadable``, never raised.
 """
 
 from __future__ import annotations
 
 import enum
 import json
+import logging
 import sqlite3
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
 
 from generation import GenerationParams
 
+log = logging.getLogger(__name__)
+
+# The format of the ``params`` JSON this version writes. Bump it when a field changes
+# meaning; ``decode_params`` then keeps reading the older formats.
+PARAMS_VERSION = 1
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: buttons carry it
     chat_id     INTEGER NOT NULL,
     message_id  INTEGER NOT NULL,   -- the user's /draw message
     user_id     INTEGER NOT NULL,
     lang        TEXT    NOT NULL,
     params      TEXT    NOT NULL,   -- GenerationParams as JSON, seed included
+    params_version INTEGER NOT NULL DEFAULT 0,  -- PARAMS_VERSION of the code that wrote it
     as_document INTEGER NOT NULL,
     state       TEXT    NOT NULL,
     error       TEXT,
@@ -34,6 +50,13 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_unfinished ON jobs (state) WHERE state IN ('queued', 'running');
 """
+
+# Columns added after the first release, for journals made before them: (name,
+# declaration). Rows written before a column existed get its default (params_version
+# 0: the JSON of the first release).
+ADDED_COLUMNS = (("params_version", "INTEGER NOT NULL DEFAULT 0"),)
+
+_params = TypeAdapter(GenerationParams)
 
 
 class State(enum.StrEnum):
@@ -56,6 +79,48 @@ class Entry:
     state: State
 
 
+@dataclass(frozen=True)
+class Unreadable:
+    """An unfinished row this version cannot run; chat and message are None when even
+    they are not numbers."""
+
+    id: int
+    chat_id: int | None
+    message_id: int | None
+    lang: str
+    reason: str
+
+
+class UnreadableParams(ValueError):
+    pass
+
+
+def encode_params(params: GenerationParams) -> str:
+    return json.dumps(asdict(params))
+
+
+def decode_params(raw: Any, version: int) -> GenerationParams:
+    """Params as any version stored them. Keys this version doesn't know are ignored (a
+    newer version may have added some); missing keys with a default get it. Raises
+    UnreadableParams when what is left is not a request this version can draw."""
+    try:
+        data = json.loads(raw)
+    except (TypeError, ValueError) as exc:
+        raise UnreadableParams(f"params are not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise UnreadableParams(f"params are a JSON {type(data).__name__}, not an object")
+    if version > PARAMS_VERSION:
+        log.warning("params written by a newer version (%s > %s): reading what this one knows", version, PARAMS_VERSION)
+    try:
+        params = _params.validate_python(data)  # extra keys are ignored
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise UnreadableParams(f"params: {problems}") from None
+    if min(params.width, params.height, params.num_inference_steps) < 1:
+        raise UnreadableParams("params: size and steps must be positive")
+    return params
+
+
 class Journal:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -63,10 +128,23 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # durable against a killed process
         self._db.executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Add the columns a journal of an older version lacks; old rows stay as they are."""
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        for name, declaration in ADDED_COLUMNS:
+            if name not in have:
+                log.info("journal: adding column %s", name)
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {declaration}")
 
     @classmethod
     def in_dir(cls, data_dir: str) -> Journal:
-        return cls(Path(data_dir) / "jobs.sqlite3")
+        return cls(cls.path_in(data_dir))
+
+    @staticmethod
+    def path_in(data_dir: str) -> Path:
+        return Path(data_dir) / "jobs.sqlite3"
 
     def close(self) -> None:
         self._db.close()
@@ -77,9 +155,20 @@ class Journal:
         """Record an accepted request; None if this message was recorded before."""
         now = time.time()
         cursor = self._db.execute(
-            "INSERT OR IGNORE INTO jobs (chat_id, message_id, user_id, lang, params, as_document, state,"
-            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (chat_id, message_id, user_id, lang, json.dumps(asdict(params)), int(as_document), State.QUEUED, now, now),
+            "INSERT OR IGNORE INTO jobs (chat_id, message_id, user_id, lang, params, params_version, as_document,"
+            " state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                chat_id,
+                message_id,
+                user_id,
+                lang,
+                encode_params(params),
+                PARAMS_VERSION,
+                int(as_document),
+                State.QUEUED,
+                now,
+                now,
+            ),
         )
         return cursor.lastrowid if cursor.rowcount else None
 
@@ -92,24 +181,28 @@ class Journal:
             "UPDATE jobs SET state = ?, error = ?, updated_at = ? WHERE id = ?", (state, error, time.time(), job_id)
         )
 
-    def unfinished(self) -> list[Entry]:
+    def unfinished(self) -> list[Entry | Unreadable]:
+        """Rows neither sent, failed nor cancelled, oldest first; each either an Entry to
+        run or an Unreadable to settle."""
         rows = self._db.execute(
-            "SELECT id, chat_id, message_id, user_id, lang, params, as_document, state FROM jobs"
+            "SELECT id, chat_id, message_id, user_id, lang, params, params_version, as_document, state FROM jobs"
             " WHERE state IN ('queued', 'running') ORDER BY id"
         ).fetchall()
-        return [
-            Entry(
-                row[0],
-                row[1],
-                row[2],
-                row[3],
-                row[4],
-                GenerationParams(**json.loads(row[5])),
-                bool(row[6]),
-                State(row[7]),
-            )
-            for row in rows
-        ]
+        return [_entry(row) for row in rows]
 
     def counts(self) -> dict[str, int]:
         return dict(self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall())
+
+
+def _entry(row: tuple) -> Entry | Unreadable:
+    job_id, chat_id, message_id, user_id, lang, params, version, as_document, state = row
+    lang = lang if isinstance(lang, str) else "en"
+    ids_ok = all(isinstance(v, int) and not isinstance(v, bool) for v in (chat_id, message_id, user_id))
+    try:
+        if not ids_ok:
+            raise UnreadableParams(f"chat, message or user is not a number: {chat_id!r}, {message_id!r}, {user_id!r}")
+        decoded = decode_params(params, version if isinstance(version, int) else 0)
+    except UnreadableParams as exc:
+        numbers = isinstance(chat_id, int) and isinstance(message_id, int)
+        return Unreadable(job_id, chat_id if numbers else None, message_id if numbers else None, lang, str(exc))
+    return Entry(job_id, chat_id, message_id, user_id, lang, decoded, bool(as_document), State(state))

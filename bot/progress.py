@@ -10,8 +10,7 @@ from aiogram.types import Message
 
 from bot.keyboards import cancel_keyboard
 from bot.texts import text
-from generation import GenerationEngine, Job, JobState
-from generation.engine import ModelState
+from generation import GenerationEngine, Job, JobState, ModelState
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +27,11 @@ def progress_text(job: Job, engine: GenerationEngine, lang: str) -> str:
     return text(lang, "progress", step=job.step, steps=job.params.num_inference_steps)
 
 
-async def track_progress(status: Message, job: Job, engine: GenerationEngine, lang: str, interval: float) -> None:
-    """Edit ``status`` while ``job`` is unfinished, at most once per ``interval`` seconds.
+async def track_progress(
+    status: Message, job: Job, engine: GenerationEngine, lang: str, interval: float, journal_id: int
+) -> None:
+    """Edit ``status`` while ``job`` is unfinished, at most once per ``interval`` seconds;
+    while it waits, with the cancel button of its journal row ``journal_id``.
 
     Edits are best-effort: flood control pauses them, and the picture itself is sent
     separately, so a failed edit never loses the request."""
@@ -41,7 +43,7 @@ async def track_progress(status: Message, job: Job, engine: GenerationEngine, la
         new = progress_text(job, engine, lang)
         if new == shown:
             continue
-        keyboard = cancel_keyboard(job.id, lang) if job.state is JobState.QUEUED else None
+        keyboard = cancel_keyboard(journal_id, lang) if job.state is JobState.QUEUED else None
         try:
             await status.edit_text(new, reply_markup=keyboard)
             shown = new

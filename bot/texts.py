@@ -1,230 +1,151 @@
 """Every message the bot shows a user, in Russian and English.
 
-``ru`` users get Russian; everyone else English. Texts use Telegram HTML: anything a user
-typed must be passed through ``html.escape`` before it is formatted in.
+The messages live in Project Fluent catalogues, ``bot/locales/<lang>/*.ftl`` (data files, every
+``.ftl`` in a language's folder is loaded), and Fluent picks a counted noun's form by CLDR plural
+rules: "1 шаг", "2 шага", "5 шагов". ``ru`` users get Russian; everyone else English. Texts use
+Telegram HTML: anything a user typed must be passed through ``html.escape`` before it is formatted
+in. The HTTP API and the command line use the same texts through :func:`plain`.
+
+A missing message or one that does not format never breaks a handler: the English text is sent
+instead, else the key itself, and the problem is logged once. Tests call :func:`raise_errors` so
+that such a problem fails them instead.
 """
 
 from __future__ import annotations
 
 import html
+import logging
 import re
+from decimal import Decimal
+from importlib import resources
+from importlib.resources.abc import Traversable
+from typing import Any
+
+from babel import Locale
+from babel.numbers import NumberFormatError, parse_decimal
+from fluent.runtime import FluentBundle, FluentResource
+from fluent.runtime.types import FluentFloat, FluentInt, FluentNumber, fluent_number
+from fluent.syntax import ast as ftl
+
+log = logging.getLogger(__name__)
 
 LANGUAGES = ("en", "ru")
+FALLBACK = "en"
+LOCALES = resources.files("bot") / "locales"
 
-TEXTS: dict[str, dict[str, str]] = {
-    "help": {
-        "en": (
-            "🎨 I draw pictures with <b>Kandinsky 2.2</b>, right on this bot's own GPU.\n\n"
-            "<b>How to ask</b>\n"
-            "<code>/draw a red fox in the snow</code>\n"
-            "<code>/draw a lighthouse at dusk --ar 16:9 --seed 42</code>\n"
-            "<code>/draw a cat astronaut --neg blurry, text --steps 30 --file</code>\n"
-            "In a private chat you can also just send the description.\n\n"
-            "<b>Options</b> (after the description)\n"
-            "<code>--neg TEXT</code> (or <code>--no</code>): what to avoid\n"
-            "<code>--size WxH</code>: size, sides from 64 to {max_side} (rounded to 64)\n"
-            "<code>--ar W:H</code>: aspect ratio, e.g. 16:9, at about the default size\n"
-            "<code>--steps N</code>: 1 to {max_steps} (default {steps}); more is slower and finer\n"
-            "<code>--seed N</code>: repeat a picture exactly (every caption shows its seed)\n"
-            "<code>--guidance X</code>: how closely to follow the text, 0 to 20 (default {guidance})\n"
-            "<code>--prior-guidance X</code>: 0 to 20 (default {prior_guidance})\n"
-            "<code>--file</code>: send the PNG uncompressed, as a file\n\n"
-            "Default size {width}×{height}. The model understands English descriptions best.\n"
-            "/status shows whether I'm ready and how many requests are waiting."
-        ),
-        "ru": (
-            "🎨 Я рисую картинки нейросетью <b>Kandinsky 2.2</b> прямо на видеокарте этого бота.\n\n"
-            "<b>Как попросить</b>\n"
-            "<code>/draw a red fox in the snow</code>\n"
-            "<code>/draw a lighthouse at dusk --ar 16:9 --seed 42</code>\n"
-            "<code>/draw a cat astronaut --neg blurry, text --steps 30 --file</code>\n"
-            "В личном чате можно просто прислать описание.\n\n"
-            "<b>Параметры</b> (после описания)\n"
-            "<code>--neg ТЕКСТ</code> (или <code>--no</code>): чего на картинке быть не должно\n"
-            "<code>--size ШxВ</code>: размер, стороны от 64 до {max_side} (округляются до 64)\n"
-            "<code>--ar Ш:В</code>: соотношение сторон, например 16:9, при обычной площади\n"
-            "<code>--steps N</code>: от 1 до {max_steps} (обычно {steps}); больше — дольше и детальнее\n"
-            "<code>--seed N</code>: повторить картинку точно (seed есть в каждой подписи)\n"
-            "<code>--guidance X</code>: насколько строго следовать тексту, от 0 до 20 (обычно {guidance})\n"
-            "<code>--prior-guidance X</code>: от 0 до 20 (обычно {prior_guidance})\n"
-            "<code>--file</code>: прислать PNG без сжатия, файлом\n\n"
-            "Обычный размер {width}×{height}. Лучше всего модель понимает описания на английском.\n"
-            "/status покажет, готов ли я и сколько запросов в очереди."
-        ),
-    },
-    "usage": {
-        "en": "✏️ Add a description after the command, for example:\n<code>/draw a red fox in the snow</code>\n/help lists the options.",
-        "ru": "✏️ Напишите описание после команды, например:\n<code>/draw a red fox in the snow</code>\nВсе параметры — в /help.",
-    },
-    "private_hint": {
-        "en": "Send me a description of a picture, or /help.",
-        "ru": "Пришлите описание картинки или /help.",
-    },
-    "unknown_option": {
-        "en": "Unknown option <code>{option}</code>. Available: {available}.",
-        "ru": "Неизвестный параметр <code>{option}</code>. Есть такие: {available}.",
-    },
-    "missing_value": {
-        "en": "Option <code>{option}</code> needs a value, for example <code>{example}</code>.",
-        "ru": "Параметру <code>{option}</code> нужно значение, например <code>{example}</code>.",
-    },
-    "bad_size": {
-        "en": "Can't read the size <code>{value}</code>. Write it as WxH, for example <code>--size 768x512</code>.",
-        "ru": "Не понимаю размер <code>{value}</code>. Напишите ШxВ, например <code>--size 768x512</code>.",
-    },
-    "size_range": {
-        "en": "Each side must be from 64 to {max_side} pixels; you asked for {width}×{height}.",
-        "ru": "Каждая сторона должна быть от 64 до {max_side} пикселей, а вы попросили {width}×{height}.",
-    },
-    "bad_ratio": {
-        "en": "Can't read the aspect ratio <code>{value}</code>. Write it as W:H, for example <code>--ar 16:9</code> (from 1:4 to 4:1).",
-        "ru": "Не понимаю соотношение сторон <code>{value}</code>. Напишите Ш:В, например <code>--ar 16:9</code> (от 1:4 до 4:1).",
-    },
-    "size_and_ratio": {
-        "en": "Use either <code>--size</code> or <code>--ar</code>, not both.",
-        "ru": "Укажите либо <code>--size</code>, либо <code>--ar</code>, но не оба сразу.",
-    },
-    "bad_integer": {
-        "en": "<code>{option}</code> needs a whole number from {low} to {high}; got <code>{value}</code>.",
-        "ru": "Для <code>{option}</code> нужно целое число от {low} до {high}, а не <code>{value}</code>.",
-    },
-    "bad_number": {
-        "en": "<code>{option}</code> needs a number from {low} to {high}; got <code>{value}</code>.",
-        "ru": "Для <code>{option}</code> нужно число от {low} до {high}, а не <code>{value}</code>.",
-    },
-    "prompt_too_long": {
-        "en": "✂️ That description is {length} characters long; the most I accept is {limit}. Please shorten it (the model reads only about the first 60 words anyway).",
-        "ru": "✂️ В описании {length} символов, а я принимаю не больше {limit}. Сократите его (модель всё равно читает только примерно первые 60 слов).",
-    },
-    "recovered": {
-        "en": "🔄 The bot restarted. Your request «{prompt}» is back in line.",
-        "ru": "🔄 Бот перезапустился. Ваш запрос «{prompt}» снова в очереди.",
-    },
-    "not_allowed": {
-        "en": "🔒 Sorry, this bot is private. Ask its owner for access.",
-        "ru": "🔒 Извините, это частный бот. Попросите доступ у владельца.",
-    },
-    "rate_limited": {
-        "en": "🐢 That's {limit} pictures in the last minute — the most one person may ask for. Please wait {seconds} s.",
-        "ru": "🐢 Это уже {limit} картинок за минуту — больше одному человеку нельзя. Подождите {seconds} с.",
-    },
-    "json_not_object": {
-        "en": "The request body must be a JSON object.",
-        "ru": "Тело запроса должно быть объектом JSON.",
-    },
-    "unknown_field": {
-        "en": "Unknown field <code>{field}</code>. Available: {available}.",
-        "ru": "Неизвестное поле <code>{field}</code>. Есть такие: {available}.",
-    },
-    "bad_field": {
-        "en": "<code>{field}</code> has the wrong type: a JSON {expected} is expected.",
-        "ru": "У поля <code>{field}</code> неверный тип: нужен JSON {expected}.",
-    },
-    "prompt_required": {
-        "en": "<code>prompt</code> is required: a non-empty string saying what to draw.",
-        "ru": "Нужно поле <code>prompt</code>: непустая строка с описанием картинки.",
-    },
-    "loading": {
-        "en": "⏳ The models are still loading. Your request is in line and will be drawn as soon as they're ready.",
-        "ru": "⏳ Модели ещё загружаются. Запрос в очереди — нарисую, как только они будут готовы.",
-    },
-    "queued": {
-        "en": "🕒 In line: {position} of {total}.",
-        "ru": "🕒 В очереди: {position} из {total}.",
-    },
-    "starting": {
-        "en": "🎨 Starting…",
-        "ru": "🎨 Начинаю…",
-    },
-    "progress": {
-        "en": "🎨 Drawing: step {step} of {steps}.",
-        "ru": "🎨 Рисую: шаг {step} из {steps}.",
-    },
-    "cancel_button": {"en": "✖ Cancel", "ru": "✖ Отменить"},
-    "cancelled": {"en": "Cancelled.", "ru": "Отменено."},
-    "cancel_too_late": {
-        "en": "Too late to cancel: it's already being drawn.",
-        "ru": "Отменить уже нельзя: картинка рисуется.",
-    },
-    "cancel_not_yours": {
-        "en": "Only the person who asked can cancel this.",
-        "ru": "Отменить может только тот, кто попросил.",
-    },
-    "caption": {
-        "en": "{prompt}\n🌱 seed {seed} · {width}×{height} · {steps} steps · {seconds:.1f} s",
-        "ru": "{prompt}\n🌱 seed {seed} · {width}×{height} · {steps} шагов · {seconds:.1f} с",
-    },
-    "caption_truncated": {
-        "en": "✂️ The description was longer than the model reads (77 tokens): the end was cut.",
-        "ru": "✂️ Описание длиннее, чем читает модель (77 токенов): конец отброшен.",
-    },
-    "busy_user": {
-        "en": "✋ You have as many requests waiting as one person may ({limit}). Please wait for them to finish, then send more.",
-        "ru": "✋ У вас в очереди уже максимум запросов ({limit}). Дождитесь, пока они нарисуются, и присылайте новые.",
-    },
-    "busy_global": {
-        "en": "😮‍💨 I'm very busy right now ({limit} requests in line). Please try again in a few minutes.",
-        "ru": "😮‍💨 Сейчас очень много запросов ({limit} в очереди). Попробуйте через несколько минут.",
-    },
-    "models_unavailable": {
-        "en": "⚠️ The models aren't loaded, so I can't draw right now. Please try again later.",
-        "ru": "⚠️ Модели не загружены, поэтому рисовать сейчас не могу. Попробуйте позже.",
-    },
-    "out_of_memory": {
-        "en": "💾 This picture doesn't fit in the GPU's memory. Try a smaller size, e.g. <code>--size 512x512</code>.",
-        "ru": "💾 Такая картинка не помещается в память видеокарты. Попробуйте размер поменьше, например <code>--size 512x512</code>.",
-    },
-    "failed": {
-        "en": "😔 Sorry, something went wrong while drawing. Please try again.",
-        "ru": "😔 Простите, при рисовании что-то пошло не так. Попробуйте ещё раз.",
-    },
-    "admin_only": {
-        "en": "⛔ Only the bot's admins can do that.",
-        "ru": "⛔ Это могут делать только администраторы бота.",
-    },
-    "reload_started": {
-        "en": "🔄 Reloading the models. Requests that arrive meanwhile will wait.",
-        "ru": "🔄 Перезагружаю модели. Новые запросы подождут.",
-    },
-    "reload_done": {
-        "en": "✅ Models reloaded in {seconds:.1f} s.",
-        "ru": "✅ Модели перезагружены за {seconds:.1f} с.",
-    },
-    "reload_failed": {
-        "en": "❌ Reloading failed: <code>{error}</code>\nThe bot stays up; /status shows the models as not loaded until a reload succeeds.",
-        "ru": "❌ Перезагрузка не удалась: <code>{error}</code>\nБот работает; /status покажет, что модели не загружены, пока перезагрузка не пройдёт.",
-    },
-    "status": {
-        "en": (
-            "{health}\n"
-            "Device: {devices}\n"
-            "Models: {models}\n"
-            "Waiting: {queued} · drawing now: {running}\n"
-            "Lately: {rate:.1f} pictures/min"
-        ),
-        "ru": (
-            "{health}\n"
-            "Устройство: {devices}\n"
-            "Модели: {models}\n"
-            "В очереди: {queued} · рисуется: {running}\n"
-            "Недавно: {rate:.1f} картинок/мин"
-        ),
-    },
-    "status_gpu_memory": {
-        "en": "GPU memory in use: {gib:.1f} GiB",
-        "ru": "Занято памяти GPU: {gib:.1f} ГиБ",
-    },
-    "healthy": {"en": "✅ Healthy", "ru": "✅ Всё в порядке"},
-    "unhealthy": {"en": "❌ Not ready", "ru": "❌ Не готов"},
-    "models_ready": {"en": "loaded", "ru": "загружены"},
-    "models_loading": {"en": "loading…", "ru": "загружаются…"},
-    "models_failed": {"en": "not loaded ({error})", "ru": "не загружены ({error})"},
-    # --- engine ---
-    "ratio_range": {
-        "en": "The aspect ratio <code>{value}</code> is out of range: it must be from 1:4 (tall) to 4:1 (wide).",
-        "ru": "Соотношение сторон <code>{value}</code> вне допустимого: оно должно быть от 1:4 (вертикально) до 4:1 (горизонтально).",
-    },
-}
+
+class TextError(LookupError):
+    """A message is missing or does not format (raised only after :func:`raise_errors`)."""
+
+
+def _shown(value: Any, locale: Locale, **options: Any) -> Any:
+    """``value`` as a Fluent number holding exactly the digits it is shown with.
+
+    Fluent picks the plural form from the number it is given, Babel formats it rounded: 5.03
+    shown as "5" would still read "5 картинки". Parsing back what is shown makes the plural
+    form agree with the digits the user sees ("5 картинок", "2,5 картинки"). (Fluent selects
+    only on int and float, so forced trailing zeros, "1,0", still select like the integer.)"""
+    number = fluent_number(value, **options)
+    if not isinstance(number, FluentNumber):
+        return number  # FluentNone: a missing variable, reported by Fluent itself
+    try:
+        digits: Decimal = parse_decimal(number.format(locale), locale)
+    except NumberFormatError:  # a percent or currency: its sign is not a digit
+        return number
+    exponent = digits.as_tuple().exponent
+    shown = FluentInt(digits) if isinstance(exponent, int) and exponent >= 0 else FluentFloat(digits)
+    shown.options = number.options
+    return shown
+
+
+def _argument(value: object, locale: Locale) -> object:
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return _shown(value, locale, useGrouping=False)  # seeds, sizes, ids: "1234567", never "1 234 567"
+    if isinstance(value, float | Decimal):
+        return _shown(value, locale)
+    return value
+
+
+class _Catalogue:
+    """One language's Fluent bundle, from every ``.ftl`` file in its folder."""
+
+    def __init__(self, lang: str, folder: Traversable) -> None:
+        self.locale = Locale.parse(lang)
+        self.bundle = FluentBundle(
+            [lang],
+            functions={"NUMBER": lambda value, **options: _shown(value, self.locale, **options)},
+            use_isolating=False,  # no invisible Unicode marks around variables in Telegram messages
+        )
+        self.problems: list[str] = []
+        self.keys: set[str] = set()
+        files = sorted((f for f in folder.iterdir() if f.name.endswith(".ftl")), key=lambda f: f.name)
+        for file in files:
+            resource = FluentResource(file.read_text(encoding="utf-8"))
+            for entry in resource.body:
+                if isinstance(entry, ftl.Junk):
+                    self.problems.append(f"{lang}/{file.name}: syntax error: {entry.content.strip()[:200]!r}")
+                elif isinstance(entry, ftl.Message):
+                    if entry.id.name in self.keys:
+                        self.problems.append(f"{lang}/{file.name}: {entry.id.name} defined twice")
+                    self.keys.add(entry.id.name)
+            self.bundle.add_resource(resource)
+
+    def format(self, key: str, params: dict[str, object]) -> tuple[str, str | None]:
+        """The text, and what went wrong if anything did."""
+        if not self.bundle.has_message(key):
+            return "", "no such message"
+        message = self.bundle.get_message(key)
+        if message.value is None:
+            return "", "the message has no value"
+        args = {name: _argument(value, self.locale) for name, value in params.items()}
+        try:
+            result, errors = self.bundle.format_pattern(message.value, args)
+        except Exception as exc:  # a handler must never fail on a text
+            return "", f"{type(exc).__name__}: {exc}"
+        if errors:
+            return "", "; ".join(f"{type(e).__name__}: {e}" for e in errors)
+        return str(result), None
+
+
+class Messages:
+    """The catalogues of every language under ``folder`` (``<folder>/<lang>/*.ftl``)."""
+
+    def __init__(self, folder: Traversable, languages: tuple[str, ...] = LANGUAGES) -> None:
+        self.catalogues = {lang: _Catalogue(lang, folder / lang) for lang in languages}
+        self.problems = [problem for catalogue in self.catalogues.values() for problem in catalogue.problems]
+        for problem in self.problems:
+            log.error("message catalogue: %s", problem)
+        self._reported: set[tuple[str, str]] = set()
+
+    def text(self, lang: str, key: str, **params: object) -> str:
+        for candidate in dict.fromkeys((lang if lang in self.catalogues else FALLBACK, FALLBACK)):
+            result, problem = self.catalogues[candidate].format(key, params)
+            if problem is None:
+                return result
+            if _raise:
+                raise TextError(f"{candidate}/{key}: {problem}")
+            if (candidate, key) not in self._reported:  # once: a broken text may be asked for by every user
+                self._reported.add((candidate, key))
+                log.error("message %s/%s: %s", candidate, key, problem)
+        return key
+
+
+_raise = False
+_MESSAGES = Messages(LOCALES)
+KEYS = frozenset(_MESSAGES.catalogues[FALLBACK].keys)  # every message id (English has them all)
+
+
+def raise_errors(enabled: bool = True) -> None:
+    """Make a missing message or a formatting error raise :class:`TextError` (for tests)."""
+    global _raise
+    _raise = enabled
+
+
+def catalogue_problems() -> list[str]:
+    """Syntax errors and duplicate ids found while loading the catalogues."""
+    return list(_MESSAGES.problems)
 
 
 def language_of(code: str | None) -> str:
@@ -233,7 +154,8 @@ def language_of(code: str | None) -> str:
 
 
 def text(lang: str, key: str, **params: object) -> str:
-    return TEXTS[key][lang if lang in LANGUAGES else "en"].format(**params)
+    """Message ``key`` in ``lang`` with ``params`` filled in (already HTML-escaped by the caller)."""
+    return _MESSAGES.text(lang, key, **params)
 
 
 def plain(message: str) -> str:

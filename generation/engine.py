@@ -12,6 +12,7 @@ import contextlib
 import enum
 import itertools
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from generation.errors import (
+    BatchAborted,
     GenerationError,
     JobCancelled,
     ModelsUnavailable,
@@ -94,6 +96,9 @@ class EngineStatus:
     running: int
     images_per_minute: float
     gpu_memory_bytes: int | None
+    # Loading again after the models were ready: the old ones finish the running batch and
+    # requests wait for the new ones (busy, not broken; unlike the first load or a failure).
+    reloading: bool = False
 
     @property
     def healthy(self) -> bool:
@@ -121,6 +126,7 @@ class GenerationEngine:
         self._max_pending = max_pending_per_user
         self._queue: FairQueue[Job] = FairQueue()
         self._state = ModelState.LOADING
+        self._reloading = False  # see EngineStatus.reloading
         self._error: str | None = None
         self._reload_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []
@@ -130,6 +136,10 @@ class GenerationEngine:
         self._observers: list[Observer] = []
         self._png = PngEncoder()
         self._finishing: set[asyncio.Task] = set()
+        # Set by close(): a running batch stops at its next decoder step, so a stop keeps
+        # SHUTDOWN_GRACE_S instead of waiting (the process can't exit before the worker
+        # thread ends) for a result nobody will deliver.
+        self._aborting = threading.Event()
 
     # -- life cycle -----------------------------------------------------------------
 
@@ -146,12 +156,17 @@ class GenerationEngine:
         await self._queue.set_paused(True)
 
     async def close(self) -> None:
+        """Stop at once: a running batch is abandoned at its next decoder step, waiting
+        requests fail (the caller keeps what it wants to serve again, e.g. in a journal)."""
+        self._aborting.set()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._finishing, return_exceptions=True)
         self._png.shutdown()
         for job in self._queue.drain():
             self._fail(job, GenerationError("the bot is shutting down"))
+        for job in list(self._running):  # abandoned mid-batch
+            self._fail(job, BatchAborted("the bot is shutting down"))
         for worker in self._workers:
             worker.shutdown()
 
@@ -168,6 +183,7 @@ class GenerationEngine:
         """
         async with self._reload_lock:
             await self._queue.set_paused(True)
+            self._reloading = self._state is ModelState.READY
             self._state, self._error = ModelState.LOADING, None
             try:
                 # Every device's old models go before any new ones load: releasing compiled
@@ -182,10 +198,11 @@ class GenerationEngine:
             except Exception as exc:
                 log.exception("loading the models failed")
                 self._state, self._error = ModelState.FAILED, f"{type(exc).__name__}: {exc}"
+                self._reloading = False
                 for job in self._queue.drain():
                     self._fail(job, ModelsUnavailable(self._error))
                 raise
-            self._state = ModelState.READY
+            self._state, self._reloading = ModelState.READY, False
             log.info("models ready on %s", ", ".join(str(w.device) for w in self._workers))
             if self._accepting:
                 await self._queue.set_paused(False)
@@ -257,6 +274,7 @@ class GenerationEngine:
             running=len(self._running),
             images_per_minute=recent / (self.RATE_WINDOW_S / 60),
             gpu_memory_bytes=sum(cuda_memory) if cuda_memory else None,
+            reloading=self._reloading,
         )
 
     # -- workers --------------------------------------------------------------------
@@ -281,7 +299,7 @@ class GenerationEngine:
                 job.state, job.batch_size, job.started_at = JobState.RUNNING, len(batch), now
                 job.started.set()
                 self._running.add(job)
-            return await worker.draw([job.params for job in batch], _progress_setter(batch))
+            return await worker.draw([job.params for job in batch], _progress_setter(batch, self._aborting))
         except Exception as exc:  # a failed batch must never stop the worker
             if not isinstance(exc, GenerationError):
                 log.exception("batch of %d failed on %s", len(batch), worker.device)
@@ -331,8 +349,10 @@ class GenerationEngine:
         self._notify(outcome, job)
 
 
-def _progress_setter(batch: list[Job]) -> Callable[[int, int], None]:
+def _progress_setter(batch: list[Job], aborting: threading.Event) -> Callable[[int, int], None]:
     def on_step(done: int, total: int) -> None:
+        if aborting.is_set():
+            raise BatchAborted(f"stopped after step {done} of {total}")
         # Plain attribute writes from the worker thread; readers only display them.
         for job in batch:
             job.step = done

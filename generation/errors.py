@@ -23,3 +23,7 @@ class OutOfMemory(GenerationError):
 
 class JobCancelled(GenerationError):
     """The user cancelled the request while it waited."""
+
+
+class BatchAborted(GenerationError):
+    """The engine closed while the batch was drawn: it stopped at the next decoder step."""

@@ -1,8 +1,23 @@
-"""What one picture request asks for, and what comes back."""
+"""What one picture request asks for, what it may ask for, and what comes back."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DrawLimits:
+    """What a request gets when it names nothing, and the most it may ask for (from the
+    settings, through generation.composition.request_limits)."""
+
+    default_width: int
+    default_height: int
+    default_steps: int
+    default_guidance: float
+    default_prior_guidance: float
+    max_side: int
+    max_steps: int
+    max_prompt_chars: int = 1000
 
 
 @dataclass(frozen=True)

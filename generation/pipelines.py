@@ -14,12 +14,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-from diffusers import KandinskyV22Pipeline, KandinskyV22PriorPipeline
 from PIL import Image
 
+from generation.clip_processor import drop_pil_fallback_note
 from generation.compiled import CompiledByBatch
 from generation.params import GenerationParams
 from generation.schedulers import with_host_timesteps
+
+drop_pil_fallback_note()  # before diffusers imports the prior, which looks the processor up
+from diffusers import KandinskyV22Pipeline, KandinskyV22PriorPipeline  # noqa: E402
 
 log = logging.getLogger(__name__)
 

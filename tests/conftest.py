@@ -19,6 +19,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub
 from fake_telegram import FakeTelegram
 from tiny_kandinsky import save_tiny_models
 
+from bot import texts
 from bot.app import run_bot
 from config import Settings, settings_from_env
 
@@ -29,6 +30,7 @@ ADMIN_ID = 99
 # propagate; pytest attaches its capture to such loggers, so a failing compiled test
 # printed thousands of trace lines. Nothing here reads them.
 logging.getLogger("torch.__trace").addFilter(lambda record: False)
+texts.raise_errors()  # a missing message or a text that does not format fails the test
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 from conftest import ADMIN_ID, png_image, running_bot
-from fake_telegram import FakeTelegram
+from fake_telegram import Call, FakeTelegram
 
 
 async def test_draw_sends_png_of_asked_size(bot: FakeTelegram) -> None:
@@ -96,9 +96,12 @@ async def test_russian_user_gets_russian(bot: FakeTelegram) -> None:
     await bot.send_text("/draw лиса --steps много", user_id=12, lang="ru")
     [error] = await bot.wait_for("sendMessage", chat_id=12)
     assert "целое число от 1 до 100" in error.data["text"]
+    await bot.send_text("/draw " + "л" * 1001, user_id=12, lang="ru")
+    [too_long] = await bot.wait_for("sendMessage", chat_id=12, text_contains="В описании")
+    assert "В описании 1001 символ," in too_long.data["text"]  # counts reach the catalogue as numbers
     await bot.send_text("/draw a fox", user_id=12, lang="ru")
     [photo] = await bot.wait_for("sendPhoto", chat_id=12)
-    assert "шагов" in photo.data["caption"]
+    assert "· 4 шага ·" in photo.data["caption"]  # DEFAULT_STEPS=4: "4 шага", never "4 шагов"
 
 
 async def test_long_prompt_is_drawn_and_said_to_be_cut(bot: FakeTelegram) -> None:
@@ -306,3 +309,36 @@ async def test_blocked_user_is_not_retried_forever(bot: FakeTelegram, tmp_path) 
     with sqlite3.connect(tmp_path / "data" / "jobs.sqlite3") as db:
         [(state, error)] = db.execute("SELECT state, error FROM jobs").fetchall()
     assert state == "failed" and "blocked" in error
+
+
+async def test_huge_bad_value_gets_a_short_answer(bot: FakeTelegram) -> None:
+    """12.14: the error repeated a 5000-character value, Telegram refused the 4096+ character
+    reply and the user got "something went wrong"."""
+    await bot.send_text("/draw a fox --size " + "9" * 5000, user_id=60)
+    [answer] = await bot.wait_for("sendMessage", chat_id=60)
+    assert "Can't read the size" in answer.data["text"] and "…" in answer.data["text"]
+    assert len(answer.data["text"]) < 500
+
+
+async def test_every_button_press_gets_an_answer(bot: FakeTelegram) -> None:
+    """12.21: malformed, stale or oversized button data gets a short notice, never a spinner."""
+    message = Call("sendMessage", {"chat_id": 61, "text": "an old message"})
+    for data in ("cancel:abc", "garbage", "cancel:" + "9" * 5000, "x" * 5000, "", None):
+        query_id = await bot.press_button(message, data, user_id=61)
+        [answer] = await bot.wait_for("answerCallbackQuery", callback_query_id=query_id)
+        assert answer.data["text"] == "This button no longer works."
+    assert not bot.find("sendMessage", chat_id=61, text_contains="Sorry")
+
+
+async def test_load_error_details_are_for_admins_only(telegram: FakeTelegram, make_settings, tmp_path) -> None:
+    """12.21: the load error names the server's model path; only admins see it in /status."""
+    missing = tmp_path / "no-such-model"
+    async with running_bot(make_settings(telegram.url, PRIOR_MODEL=str(missing))):
+        await telegram.send_text("/draw a fox", user_id=62)  # wait until loading failed
+        await telegram.wait_for(None, chat_id=62, text_contains="aren't loaded")
+        await telegram.send_text("/status", user_id=62)
+        [status] = await telegram.wait_for("sendMessage", chat_id=62, text_contains="Device")
+        assert "failed to load" in status.data["text"] and "no-such-model" not in status.data["text"]
+        await telegram.send_text("/status", user_id=ADMIN_ID)
+        [status] = await telegram.wait_for("sendMessage", chat_id=ADMIN_ID, text_contains="Device")
+        assert "no-such-model" in status.data["text"]

@@ -55,6 +55,11 @@ def test_draw_writes_a_png_with_progress(tiny_models: tuple[Path, Path], tmp_pat
     assert png_image((tmp_path / "fox.png").read_bytes()).size == (128, 64)
     assert "seed 3" in result.stdout
     assert "5/5" in result.stderr  # the progress bar reached the end
+    # One bar while the models load, one while drawing; no library bars or log lines between.
+    assert "loading models" in result.stderr and "drawing" in result.stderr
+    assert "Loading pipeline components" not in result.stderr and "Loading weights" not in result.stderr
+    assert " INFO " not in result.stderr and "torchvision" not in result.stderr
+    assert result.stderr.index("loading models") < result.stderr.index("drawing")
 
 
 def test_draw_rejects_bad_options_clearly(tmp_path: Path) -> None:
@@ -71,7 +76,51 @@ def test_prefetch(tiny_models: tuple[Path, Path], tmp_path: Path) -> None:
     # Offline (as here), a hub id cannot be fetched: said plainly, exit 1.
     offline = run_main(["prefetch"], tmp_path, HF_HOME=str(tmp_path / "hf"))
     assert offline.returncode == 1
-    assert "Could not download kandinsky-community/kandinsky-2-2-prior" in offline.stderr
+    [line] = offline.stderr.strip().splitlines()
+    assert line.startswith("Could not download kandinsky-community/kandinsky-2-2-prior: ")
+    assert "no network to the Hugging Face hub" in line and "stacktrace" not in line
+
+
+def test_prefetch_says_a_mistyped_directory_does_not_exist(tiny_models: tuple[Path, Path], tmp_path: Path) -> None:
+    missing = str(tiny_models[0]) + "-typo"
+    result = run_main(["prefetch"], tmp_path, PRIOR_MODEL=missing)
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith(f"PRIOR_MODEL={missing}: no such directory")
+    assert "downloading" not in result.stdout
+
+
+def test_draw_rejects_a_bad_option_before_importing_torch(tmp_path: Path) -> None:
+    code = "import sys, main\ncode = main.main(['draw', 'fox', '--steps', '500'])\nprint(code, 'torch' in sys.modules)"
+    environment = {k: v for k, v in os.environ.items() if k != "BOT_TOKEN"}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env={**environment, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+    )
+    assert result.stdout.split() == ["2", "False"], result.stderr
+    assert "--steps needs a whole number from 1 to 100; got 500." in result.stderr
+    assert not (tmp_path / "data").exists()  # nothing was set up for drawing
+
+
+def test_draw_refuses_the_telegram_only_file_option(tmp_path: Path) -> None:
+    result = run_main(["draw", "a fox", "--file"], tmp_path)
+    assert result.returncode == 2
+    assert "--file is for Telegram" in result.stderr and "-o FILE" in result.stderr
+
+
+def test_draw_options_reach_the_parser_as_typed() -> None:
+    from main import draw_request, parse_command_line
+
+    settings = settings_from_env({}, require_token=False)
+    args = parse_command_line(["draw", "a fox's den", "--neg", "don't", "--seed", "7", "--ar", "16:9"])
+    request = draw_request(settings, args)
+    assert request.params.prompt == "a fox's den"
+    assert request.params.negative_prompt == "don't"
+    assert request.params.seed == 7 and request.params.width > request.params.height
+    quoted = draw_request(settings, parse_command_line(["draw", "sign", "--neg", '"quoted" text --steps 3']))
+    assert quoted.params.negative_prompt == '"quoted" text --steps 3'  # a value is one value, as typed
 
 
 async def test_health_command(telegram, make_settings, tiny_models, tmp_path: Path) -> None:

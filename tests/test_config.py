@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
-from config import DEFAULT_DECODER, DEFAULT_PRIOR, OFFICIAL_BOT_API, ConfigError, load_settings, settings_from_env
+import main
+from config import (
+    DEFAULT_DECODER,
+    DEFAULT_PRIOR,
+    HTTP_API_PATHS,
+    OFFICIAL_BOT_API,
+    ConfigError,
+    Settings,
+    load_settings,
+    settings_from_env,
+)
 
 TOKEN = "123456:ABC-secret"
 
@@ -95,15 +108,183 @@ def test_env_file_is_read_and_environment_wins(tmp_path: Path, monkeypatch: pyte
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MAX_STEPS", "70")
     settings = load_settings(str(env_file))
-    assert settings.bot_token == TOKEN
+    assert settings.bot_token.get_secret_value() == TOKEN
     assert settings.default_steps == 30 and settings.max_steps == 70
 
 
 def test_env_example_documents_every_variable() -> None:
     example = (Path(__file__).parent.parent / ".env.example").read_text()
-    source = (Path(__file__).parent.parent / "config.py").read_text()
-    import re
-
-    read = set(re.findall(r'get\("([A-Z_]+)"', source)) | {"BOT_TOKEN"}
+    read = {(field.validation_alias or name).upper() for name, field in Settings.model_fields.items()}
+    assert {"BOT_TOKEN", "API_TOKENS", "TRUSTED_PROXIES", "WEBHOOK_SECRET"} <= read
     documented = set(re.findall(r"^#?\s*([A-Z_]+)=", example, flags=re.MULTILINE))
     assert read <= documented, f"not in .env.example: {sorted(read - documented)}"
+
+
+def refused(**env: str) -> str:
+    """The one-line message a bad setting gets."""
+    with pytest.raises(ConfigError) as caught:
+        settings_from_env({"BOT_TOKEN": TOKEN, **env})
+    message = str(caught.value)
+    assert "\n" not in message and "pydantic" not in message.lower() and "validation error" not in message
+    return message
+
+
+# 12.25: pydantic-settings; the three secrets are SecretStr, their values never in repr or errors.
+def test_secrets_are_secret_str_and_never_shown() -> None:
+    secret = "WEBHOOK-secret-0123456789"
+    settings = settings_from_env(
+        {"BOT_TOKEN": TOKEN, "API_TOKEN": "api-secret-1", "HTTP_PORT": "8080", "WEBHOOK_SECRET": secret}
+    )
+    for value in (settings.bot_token, settings.api_token, settings.webhook_secret):
+        assert isinstance(value, SecretStr)
+    assert settings.bot_token.get_secret_value() == TOKEN
+    assert settings.webhook_secret.get_secret_value() == secret
+    for plain in (TOKEN, "api-secret-1", secret):
+        assert plain not in repr(settings) and plain not in str(settings)
+    assert set(settings.secret_values) == {TOKEN, "api-secret-1", secret}
+    # pydantic would repeat the value it refuses: a wrong BOT_TOKEN must not be echoed.
+    assert "bad token" not in refused(BOT_TOKEN="bad token")
+
+
+# 12.25: every refusal is one line naming the variable, whatever pydantic's error was.
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"MAX_BATCH": "1.5"}, "MAX_BATCH must be an integer, got '1.5'"),
+        ({"MAX_BATCH": "65"}, "MAX_BATCH must be between 1 and 64, got '65'"),
+        ({"MAX_QUEUE": "0"}, "MAX_QUEUE must be 1 or more, got '0'"),
+        ({"PROGRESS_INTERVAL_S": "soon"}, "PROGRESS_INTERVAL_S must be a number, got 'soon'"),
+        ({"DTYPE": " Float8 "}, "DTYPE must be one of auto, float16, bfloat16, float32; got 'float8'"),
+        ({"DEFAULT_STEPS": "101"}, "DEFAULT_STEPS must be between 1 and 100 (MAX_STEPS), got 101"),
+        ({"DEFAULT_WIDTH": "7" * 5000}, "DEFAULT_WIDTH must be"),
+    ],
+)
+def test_refusals_are_one_line(env: dict[str, str], message: str) -> None:
+    got = refused(**env)
+    assert got.startswith(message) and len(got) < 200
+
+
+def test_values_of_only_spaces_are_unset_and_values_are_stripped() -> None:
+    settings = settings_from_env(
+        {"BOT_TOKEN": f" {TOKEN} ", "MAX_SIDE": "   ", "LOG_LEVEL": " debug ", "COMPILE": "No"}
+    )
+    assert settings.bot_token.get_secret_value() == TOKEN
+    assert (settings.max_side, settings.log_level, settings.compile) == (1024, "DEBUG", "off")
+
+
+def test_draw_and_prefetch_need_no_token() -> None:
+    assert settings_from_env({}, require_token=False).bot_token.get_secret_value() == ""
+
+
+# 12.9: webhook mode needs a secret as Telegram defines it, and at least 16 characters.
+WEBHOOK = {"WEBHOOK_URL": "https://bot.example.org/telegram/hook", "HTTP_PORT": "8443"}
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        None,
+        "",
+        "s3cret-value",  # 12 characters: too short to resist guessing
+        "a" * 257,  # Telegram allows at most 256
+        "секрет-секрет-секрет",  # letters, but not A-Z a-z
+        "has spaces in it, long enough",
+        "semi;colon-0123456789",
+    ],
+)
+def test_webhook_needs_a_long_secret_of_telegram_characters(secret: str | None) -> None:
+    env = dict(WEBHOOK) if secret is None else {**WEBHOOK, "WEBHOOK_SECRET": secret}
+    assert "WEBHOOK_SECRET" in refused(**env)
+
+
+@pytest.mark.parametrize("secret", ["A" * 16, "Az09_-" * 42 + "Az09", "0123456789abcdef-_XYZ"])
+def test_webhook_secrets_telegram_accepts_are_accepted(secret: str) -> None:
+    settings = settings_from_env({"BOT_TOKEN": TOKEN, **WEBHOOK, "WEBHOOK_SECRET": secret})
+    assert settings.webhook_secret.get_secret_value() == secret
+
+
+# 12.10: a webhook path that is an HTTP API route would never see an update.
+@pytest.mark.parametrize(
+    "url",
+    [*(f"https://bot.example.org{path}" for path in HTTP_API_PATHS), "https://bot.example.org/health/"],
+)
+def test_webhook_path_may_not_be_an_api_route(url: str) -> None:
+    message = refused(**{**WEBHOOK, "WEBHOOK_URL": url, "WEBHOOK_SECRET": "x" * 16})
+    assert message.startswith("WEBHOOK_URL's path") and "/generate" in message
+
+
+def test_webhook_paths_beside_the_api_are_accepted() -> None:
+    env = {"BOT_TOKEN": TOKEN, **WEBHOOK, "WEBHOOK_SECRET": "x" * 16}
+    assert settings_from_env({**env, "WEBHOOK_URL": "https://bot.example.org"}).webhook_path == "/webhook"
+    assert settings_from_env({**env, "WEBHOOK_URL": "https://b.org/healthz"}).webhook_path == "/healthz"
+
+
+# 12.8: TELEGRAM_API_URL is checked at start, not when aiohttp first uses it.
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:99999", "http://127.0.0.1:0", "https://:8081", "http://", "http://host:port"]
+)
+def test_telegram_api_url_needs_a_host_and_a_valid_port(url: str) -> None:
+    assert refused(TELEGRAM_API_URL=url).startswith("TELEGRAM_API_URL must be http(s)://HOST")
+
+
+def test_a_bad_telegram_api_url_is_one_line_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env here
+    monkeypatch.setenv("BOT_TOKEN", TOKEN)
+    monkeypatch.setenv("TELEGRAM_API_URL", "http://127.0.0.1:99999")
+    assert main.main(["run"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("Configuration error: TELEGRAM_API_URL") and TOKEN not in err
+
+
+# 15.9: nan and infinity are not numbers a setting can use; sides are whole 64-pixel tiles.
+FLOATS = ("DEFAULT_GUIDANCE", "DEFAULT_PRIOR_GUIDANCE", "PROGRESS_INTERVAL_S", "SHUTDOWN_GRACE_S")
+
+
+@pytest.mark.parametrize("name", FLOATS)
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf", "infinity"])
+def test_float_settings_refuse_nan_and_infinity(name: str, value: str) -> None:
+    assert refused(**{name: value}).startswith(f"{name} must be a number between")
+
+
+def test_float_settings_are_the_ones_checked() -> None:
+    floats = {name.upper() for name, field in Settings.model_fields.items() if field.annotation is float}
+    assert floats == set(FLOATS)
+
+
+@pytest.mark.parametrize("name", ["MAX_SIDE", "DEFAULT_WIDTH", "DEFAULT_HEIGHT"])
+def test_sides_are_multiples_of_64(name: str) -> None:
+    assert refused(**{name: "1000"}).startswith(f"{name} must be a multiple of 64")
+
+
+# 12.12's settings: per-client tokens and trusted proxies.
+def test_api_tokens_join_api_token() -> None:
+    settings = settings_from_env({"BOT_TOKEN": TOKEN, "API_TOKEN": "one", "API_TOKENS": " two, three ,,one"})
+    assert settings.api_tokens == ("one", "two", "three")
+    assert all(isinstance(token, SecretStr) for token in settings.extra_api_tokens)
+    assert "two" not in repr(settings)
+    assert settings_from_env({"BOT_TOKEN": TOKEN}).api_tokens == ()
+    assert settings_from_env({"BOT_TOKEN": TOKEN, "API_TOKENS": "solo"}).api_tokens == ("solo",)
+    assert "API_TOKENS" in refused(API_TOKENS="a b,c")
+
+
+def test_api_tokens_open_the_api_to_other_machines() -> None:
+    env = {"BOT_TOKEN": TOKEN, "HTTP_PORT": "8080", "HTTP_HOST": "0.0.0.0"}
+    assert settings_from_env({**env, "API_TOKENS": "client-a,client-b"}).api_tokens == ("client-a", "client-b")
+    assert refused(**env, API_TOKENS=" , ").startswith("API_TOKEN is required when HTTP_HOST=0.0.0.0")
+
+
+def test_trusted_proxies_are_networks() -> None:
+    settings = settings_from_env({"BOT_TOKEN": TOKEN, "TRUSTED_PROXIES": "10.0.0.5, 172.16.0.0/12,::1"})
+    assert settings.trusted_proxies == (
+        ipaddress.ip_network("10.0.0.5/32"),
+        ipaddress.ip_network("172.16.0.0/12"),
+        ipaddress.ip_network("::1/128"),
+    )
+    assert settings_from_env({"BOT_TOKEN": TOKEN}).trusted_proxies == ()
+    assert refused(TRUSTED_PROXIES="10.0.0.5,proxy.local") == (
+        "TRUSTED_PROXIES must be comma-separated IP addresses or networks (such as 10.0.0.5, 172.16.0.0/12),"
+        " got 'proxy.local'"
+    )
+    assert refused(TRUSTED_PROXIES="10.0.0.0/33").startswith("TRUSTED_PROXIES must be")

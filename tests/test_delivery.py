@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from bot.delivery import caption, fits_as_photo, shorten
+import asyncio
+import sqlite3
+from pathlib import Path
+
+from fake_telegram import FakeTelegram
+
+from bot.app import create_bot
+from bot.delivery import caption, fits_as_photo, send_picture, shorten
 from bot.draw_service import failure_text
 from generation import GenerationError, GenerationParams, GenerationResult, ModelsUnavailable, OutOfMemory
 
@@ -33,3 +40,34 @@ def test_failures_have_their_own_words() -> None:
     assert "поменьше" in failure_text(OutOfMemory(), "ru")
     assert "aren't loaded" in failure_text(ModelsUnavailable("x"), "en")
     assert "Sorry" in failure_text(GenerationError("boom"), "en")
+
+
+# -- the at-least-once window, against the stand-in Bot API ------------------------------
+
+
+async def test_slow_upload_is_waited_for_not_sent_again(telegram: FakeTelegram, make_settings) -> None:
+    """Telegram taking longer to accept a picture than aiogram's per-call timeout
+    (60 s by default; 1 s here) must not make the bot give up and upload it again."""
+    bot = create_bot(make_settings(telegram.url))
+    bot.session.timeout = 1.0
+    telegram.delays["sendPhoto"] = [1.5]
+    params = GenerationParams("a fox", 64, 64, 2, 4.0, 1.0, seed=5)
+    try:
+        await send_picture(bot, 70, 7, params, result(64, 64), "en", as_document=False)
+    finally:
+        await bot.session.close()
+    await asyncio.sleep(0.5)  # an abandoned upload would have arrived by now
+    assert len(telegram.find("sendPhoto", chat_id=70)) == 1
+
+
+async def test_send_accepted_then_connection_lost_delivers_twice(bot: FakeTelegram, tmp_path: Path) -> None:
+    """The edge of at-least-once: Telegram accepts the picture, the answer is lost, and
+    the bot cannot tell it from a send that never arrived. It sends again: the user gets
+    the picture twice (never none), and the job ends sent."""
+    bot.accept_then_drop["sendPhoto"] = 1
+    request = await bot.send_text("/draw a fox", user_id=71)
+    photos = await bot.wait_for("sendPhoto", chat_id=71, count=2, timeout=60)
+    await bot.wait_for("deleteMessage", chat_id=71)  # the status message goes once the picture is in
+    assert [p.reply_to for p in photos] == [request, request]  # two copies arrive, no more
+    with sqlite3.connect(tmp_path / "data" / "jobs.sqlite3") as db:
+        assert db.execute("SELECT state FROM jobs").fetchall() == [("sent",)]

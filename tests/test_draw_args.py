@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import html
 import math
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.draw_args import SEED_MAX, DrawArgsError, DrawLimits, parse_draw_args
-from bot.texts import TEXTS, text
+from bot.draw_args import SEED_MAX, DrawArgsError, DrawLimits, params_from_json, parse_draw_args
+from bot.texts import KEYS, text
 
 LIMITS = DrawLimits(768, 768, 50, 4.0, 1.0, 1024, 100)
 
@@ -122,6 +123,13 @@ def test_common_aspect_ratios(ratio: str, size: tuple[int, int]) -> None:
         ("fox --ar 10:1", "ratio_range"),
         ("fox --ar 1:4.5", "ratio_range"),
         ("fox --size 512x512 --ar 1:1", "size_and_ratio"),
+        ("fox --steps 10 --steps 20", "repeated_option"),
+        ("fox --no text --neg blur", "repeated_option"),
+        ("fox --file --file", "repeated_option"),
+        ("fox --file=yes", "option_takes_no_value"),
+        ("fox --file=", "option_takes_no_value"),
+        ("\u200b", "usage"),
+        ("fox --neg \u200b", "missing_value"),
     ],
 )
 def test_errors(args: str | None, key: str) -> None:
@@ -133,6 +141,62 @@ def test_errors(args: str | None, key: str) -> None:
         assert text(lang, key, **caught.value.params)
 
 
+@pytest.mark.parametrize(
+    "prompt",
+    ["\u200b", "\u200b\u200c\u200d", "\u2060\ufeff", " \u200b \t\u200d ", '"\u200b"', "\u3164", "\u200b --seed 1"],
+)
+def test_invisible_prompt_is_empty(prompt: str) -> None:
+    """12.21: zero-width and other invisible characters are no description."""
+    with pytest.raises(DrawArgsError) as caught:
+        parse_draw_args(prompt, LIMITS)
+    assert caught.value.key == "usage"
+    if '"' not in prompt and "--" not in prompt:  # the HTTP API takes the prompt as it is
+        with pytest.raises(DrawArgsError) as caught:
+            params_from_json({"prompt": prompt}, LIMITS)
+        assert caught.value.key == "prompt_required"
+    assert parse_draw_args("fox\u200b", LIMITS).params.prompt == "fox\u200b"  # visible text stays as typed
+
+
+def test_repeated_option_names_the_option() -> None:
+    """12.21: `--steps 10 --steps 20` is refused, not silently read as 20."""
+    with pytest.raises(DrawArgsError) as caught:
+        parse_draw_args("fox --steps 10 --steps=20", LIMITS)
+    assert caught.value.params == {"option": "--steps"}
+    assert "given twice" in text("en", caught.value.key, **caught.value.params)
+
+
+def test_file_with_a_value_never_reaches_the_prompt() -> None:
+    """12.21: `--file=yes` used to draw "fox yes"; `--file=no` would have meant its opposite."""
+    for args in ("fox --file=yes", "fox --file=no --steps 5", "fox --FILE=1"):
+        with pytest.raises(DrawArgsError) as caught:
+            parse_draw_args(args, LIMITS)
+        assert caught.value.key == "option_takes_no_value"
+    request = parse_draw_args("fox --file yes", LIMITS)  # a word after the flag is the prompt's, as everywhere
+    assert request.as_document and request.params.prompt == "fox yes"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        "fox --size " + "9" * 5000,
+        "fox --ar " + "<" * 5000,
+        "fox --steps " + "x" * 5000,
+        "fox --seed " + "1" * 5000,
+        "fox --guidance " + "&" * 5000,
+        "fox --" + "a" * 5000,
+    ],
+)
+def test_echoed_values_are_cut_short(args: str) -> None:
+    """12.14: an error repeating a 5000-character value must stay a valid Telegram message."""
+    with pytest.raises(DrawArgsError) as caught:
+        parse_draw_args(args, LIMITS)
+    echoed = caught.value.params.get("value") or caught.value.params["option"]
+    assert len(echoed) <= 51 and echoed.endswith("…")
+    for lang in ("en", "ru"):
+        escaped = {k: html.escape(str(v)) for k, v in caught.value.params.items()}
+        assert len(text(lang, caught.value.key, **escaped)) < 1000
+
+
 PIECES = [*"ab фx×х:/,.-—=\"' 0123456789", "--size ", "--steps ", "--ar ", "--neg ", "--seed ", "--file", "--"]
 
 
@@ -142,7 +206,7 @@ def test_fuzz_never_raises_anything_else(args: str) -> None:
     try:
         request = parse_draw_args(args, LIMITS)
     except DrawArgsError as exc:
-        assert exc.key in TEXTS
+        assert exc.key in KEYS
         text("en", exc.key, **exc.params)
         return
     p = request.params

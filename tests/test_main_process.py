@@ -44,8 +44,8 @@ async def test_bad_setting_stops_start_up_with_a_clear_message(tmp_path: Path) -
 def test_log_filter_redacts_the_token() -> None:
     import logging
 
-    from main import RedactSecrets
+    from bot.logging_setup import RedactingFilter, Redactor
 
     record = logging.LogRecord("x", logging.ERROR, __file__, 1, "GET %s failed", (f"/bot{TOKEN}/getMe",), None)
-    RedactSecrets(TOKEN).filter(record)
+    RedactingFilter(Redactor([TOKEN])).filter(record)
     assert TOKEN not in record.getMessage() and "<redacted>" in record.getMessage()

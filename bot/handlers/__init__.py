@@ -2,9 +2,10 @@
 
 from aiogram import Router
 
-from bot.handlers import admin, draw, errors, help, status
+from bot.handlers import admin, draw, errors, help, status, unknown_buttons
 
 
 def create_routers() -> list[Router]:
-    # draw last: its private-chat catch-all for plain text must not shadow commands.
-    return [module.create_router() for module in (errors, help, status, admin, draw)]
+    # draw late: its private-chat catch-all for plain text must not shadow commands;
+    # unknown_buttons last: it answers every button press no one else took.
+    return [module.create_router() for module in (errors, help, status, admin, draw, unknown_buttons)]

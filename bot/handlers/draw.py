@@ -13,31 +13,20 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, Message
 
 from bot.delivery import reply_to
-from bot.draw_args import DrawArgsError, DrawLimits, parse_draw_args
-from bot.draw_service import DrawService
-from bot.keyboards import CancelJob, cancel_keyboard
+from bot.draw_args import DrawArgsError, parse_draw_args
+from bot.draw_service import CancelOutcome, DrawService
+from bot.keyboards import CancelRequest, cancel_keyboard
+from bot.middlewares.rate_limit import ACCEPTED
 from bot.progress import progress_text
-from bot.telegram_retry import with_retries
+from bot.senders import may_cancel, sender_id
 from bot.texts import text
 from config import Settings
-from generation import GenerationEngine, JobState, ModelsUnavailable, QueueFull, UserQueueFull
+from generation import GenerationEngine, ModelsUnavailable, QueueFull, UserQueueFull
+from generation.composition import request_limits
 
 log = logging.getLogger(__name__)
 
 RATE_LIMITED = {"rate_limited": True}  # flag read by RateLimitMiddleware
-
-
-def draw_limits(settings: Settings) -> DrawLimits:
-    return DrawLimits(
-        default_width=settings.default_width,
-        default_height=settings.default_height,
-        default_steps=settings.default_steps,
-        default_guidance=settings.default_guidance,
-        default_prior_guidance=settings.default_prior_guidance,
-        max_side=settings.max_side,
-        max_steps=settings.max_steps,
-        max_prompt_chars=settings.max_prompt_chars,
-    )
 
 
 async def draw_command(
@@ -47,14 +36,14 @@ async def draw_command(
     engine: GenerationEngine,
     settings: Settings,
     lang: str,
-) -> None:
-    await draw(message, command.args, draws, engine, settings, lang)
+) -> str | None:
+    return await draw(message, command.args, draws, engine, settings, lang)
 
 
 async def draw_plain_text(
     message: Message, draws: DrawService, engine: GenerationEngine, settings: Settings, lang: str
-) -> None:
-    await draw(message, message.text, draws, engine, settings, lang)
+) -> str | None:
+    return await draw(message, message.text, draws, engine, settings, lang)
 
 
 async def hint(message: Message, lang: str) -> None:
@@ -64,15 +53,17 @@ async def hint(message: Message, lang: str) -> None:
 
 async def draw(
     message: Message, args: str | None, draws: DrawService, engine: GenerationEngine, settings: Settings, lang: str
-) -> None:
+) -> str | None:
+    """Queue the request; ACCEPTED if it was (only then does it count for the rate limit)."""
     try:
-        request = parse_draw_args(args, draw_limits(settings))
+        request = parse_draw_args(args, request_limits(settings))
     except DrawArgsError as exc:
-        params = {k: html.escape(str(v)) for k, v in exc.params.items()}
+        # Numbers stay numbers: the catalogue picks plural forms by them ("351 символ").
+        params = {k: html.escape(v) if isinstance(v, str) else v for k, v in exc.params.items()}
         await reply(message, text(lang, exc.key, **params))
-        return
+        return None
 
-    user_id = message.from_user.id if message.from_user else message.chat.id
+    user_id = sender_id(message)  # an anonymous admin is their group, not GroupAnonymousBot
     try:
         ticket = await draws.submit(
             params=request.params,
@@ -84,39 +75,41 @@ async def draw(
         )
     except UserQueueFull:
         await reply(message, text(lang, "busy_user", limit=settings.max_pending_per_user))
-        return
+        return None
     except QueueFull:
         await reply(message, text(lang, "busy_global", limit=settings.max_queue))
-        return
+        return None
     except ModelsUnavailable:
         await reply(message, text(lang, "models_unavailable"))
-        return
+        return None
     if ticket is None:
         log.info("message %s in chat %s was accepted before: not queued twice", message.message_id, message.chat.id)
-        return
+        return None
     log.info("job %s queued for user %s: %sx%s, %s steps", ticket.journal_id, user_id, *request.params.batch_key[:3])
     try:
-        status = await reply(message, progress_text(ticket.job, engine, lang), cancel_keyboard(ticket.job.id, lang))
+        status = await reply(message, progress_text(ticket.job, engine, lang), cancel_keyboard(ticket.journal_id, lang))
     except TelegramAPIError as exc:  # no status message, but the picture still comes
         log.warning("job %s: status message not sent: %s", ticket.journal_id, exc)
         status = None
     draws.follow(ticket, status)
+    return ACCEPTED
 
 
 async def reply(message: Message, line: str, keyboard=None) -> Message:
-    reply = reply_to(message.message_id)
-    return await with_retries(
-        lambda: message.answer(line, reply_markup=keyboard, reply_parameters=reply), "sendMessage"
-    )
+    return await message.answer(line, reply_markup=keyboard, reply_parameters=reply_to(message.message_id))
 
 
-async def cancel(query: CallbackQuery, callback_data: CancelJob, engine: GenerationEngine, lang: str) -> None:
-    job = engine.find(callback_data.job_id)
-    if job is not None and job.user_id != query.from_user.id:
+async def cancel(query: CallbackQuery, callback_data: CancelRequest, draws: DrawService, lang: str) -> None:
+    """Cancel the waiting request of this button's journal row, if the presser may: the
+    person who asked, or, for a request written as a chat (an anonymous admin), its admins."""
+    owner = draws.owner_of(callback_data.journal_id)
+    allowed = owner is not None and await may_cancel(query, owner)
+    outcome = draws.cancel(callback_data.journal_id, owner if allowed else query.from_user.id)
+    if outcome is CancelOutcome.NOT_YOURS:
         await query.answer(text(lang, "cancel_not_yours"), show_alert=True)
         return
-    if job is None or job.state is not JobState.QUEUED or not engine.cancel(job):
-        await query.answer(text(lang, "cancel_too_late"))
+    if outcome is not CancelOutcome.CANCELLED:
+        await query.answer(text(lang, "cancel_too_late" if outcome is CancelOutcome.TOO_LATE else "cancel_gone"))
         return
     await query.answer(text(lang, "cancelled"))
     if isinstance(query.message, Message):
@@ -131,5 +124,5 @@ def create_router() -> Router:
         draw_plain_text, F.chat.type == ChatType.PRIVATE, F.text, ~F.text.startswith("/"), flags=RATE_LIMITED
     )
     router.message.register(hint, F.chat.type == ChatType.PRIVATE)
-    router.callback_query.register(cancel, CancelJob.filter())
+    router.callback_query.register(cancel, CancelRequest.filter())
     return router

@@ -8,12 +8,17 @@ from aiogram.types import Message
 
 from bot.texts import text
 from config import Settings
+from generation import GenerationEngine
 
 
-def help_text(lang: str, settings: Settings) -> str:
+def help_text(lang: str, settings: Settings, devices: list[str]) -> str:
+    """The help, saying where pictures are drawn: the engine's devices, as resolved
+    (DEVICE=auto on a machine without a GPU draws on the CPU)."""
+    on_gpu = any(device.startswith("cuda") for device in devices)
     return text(
         lang,
         "help",
+        where=text(lang, "help_where_gpu" if on_gpu else "help_where_cpu"),
         max_side=settings.max_side,
         max_steps=settings.max_steps,
         steps=settings.default_steps,
@@ -24,8 +29,8 @@ def help_text(lang: str, settings: Settings) -> str:
     )
 
 
-async def show_help(message: Message, settings: Settings, lang: str) -> None:
-    await message.answer(help_text(lang, settings))
+async def show_help(message: Message, settings: Settings, engine: GenerationEngine, lang: str) -> None:
+    await message.answer(help_text(lang, settings, engine.status().devices))
 
 
 def create_router() -> Router:

@@ -6,21 +6,26 @@ import html
 
 from aiogram import Router
 from aiogram.filters import Command
-from aiogram.types import Message
+from aiogram.types import Message, User
 
+from bot.filters import is_admin
 from bot.texts import text
-from generation import GenerationEngine
-from generation.engine import ModelState
+from config import Settings
+from generation import GenerationEngine, ModelState
 
 
-def status_text(engine: GenerationEngine, lang: str) -> str:
+def status_text(engine: GenerationEngine, lang: str, *, details: bool) -> str:
+    """``details``: say why the models failed to load (the error names server paths, so
+    only the bot's admins see it)."""
     status = engine.status()
     if status.models is ModelState.READY:
         models = text(lang, "models_ready")
     elif status.models is ModelState.LOADING:
         models = text(lang, "models_loading")
-    else:
+    elif details:
         models = text(lang, "models_failed", error=html.escape(status.error or "?"))
+    else:
+        models = text(lang, "models_failed_hidden")
     lines = [
         text(
             lang,
@@ -38,8 +43,10 @@ def status_text(engine: GenerationEngine, lang: str) -> str:
     return "\n".join(lines)
 
 
-async def show_status(message: Message, engine: GenerationEngine, lang: str) -> None:
-    await message.answer(status_text(engine, lang))
+async def show_status(
+    message: Message, engine: GenerationEngine, settings: Settings, lang: str, event_from_user: User | None = None
+) -> None:
+    await message.answer(status_text(engine, lang, details=is_admin(settings, event_from_user)))
 
 
 def create_router() -> Router:

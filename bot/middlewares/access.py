@@ -6,7 +6,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import BaseMiddleware
-from aiogram.enums import ChatType
 from aiogram.types import CallbackQuery, Chat, Message, TelegramObject, User
 
 from bot.texts import text
@@ -22,7 +21,10 @@ def is_allowed(settings: Settings, user: User | None, chat: Chat | None) -> bool
 
 
 class AccessMiddleware(BaseMiddleware):
-    """Outer middleware on messages and button presses."""
+    """Inner middleware on messages and button presses: it runs once a handler was chosen,
+    so a stranger is refused exactly where an allowed user would get an answer. In groups
+    that means only this bot's own commands (``/draw``, ``/draw@thisbot``), never another
+    bot's ``/ban@otherbot`` nor plain chatter."""
 
     async def __call__(
         self,
@@ -36,7 +38,6 @@ class AccessMiddleware(BaseMiddleware):
         refusal = text(data["lang"], "not_allowed")
         if isinstance(event, CallbackQuery):
             await event.answer(refusal, show_alert=True)
-        elif isinstance(event, Message) and (event.chat.type == ChatType.PRIVATE or (event.text or "").startswith("/")):
-            # In groups only commands get an answer: the bot must not talk over the chat.
+        elif isinstance(event, Message):
             await event.answer(refusal)
         return None

@@ -1,21 +1,27 @@
-"""Per-user limit on /draw requests a minute (RATE_LIMIT_PER_MIN), for handlers flagged
-``rate_limited``."""
+"""Per-sender limit on accepted /draw requests a minute (RATE_LIMIT_PER_MIN), for handlers
+flagged ``rate_limited``.
+
+Only requests that were accepted into the queue count: a handler says so by returning
+``ACCEPTED``. Input that was refused (a typo, a full queue) costs nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Final
 
 from aiogram import BaseMiddleware
 from aiogram.dispatcher.flags import get_flag
 from aiogram.types import Message, TelegramObject
 
+from bot.senders import sender_id
 from bot.texts import text
 
 WINDOW_S = 60.0
+ACCEPTED: Final = "accepted"  # what a rate-limited handler returns when it queued the request
 
 
 class RateLimitMiddleware(BaseMiddleware):
@@ -24,7 +30,12 @@ class RateLimitMiddleware(BaseMiddleware):
     def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
         self._limit = per_minute
         self._clock = clock
-        self._recent: defaultdict[int, deque[float]] = defaultdict(deque)
+        self._recent: dict[int, deque[float]] = {}
+        self._pruned_at = clock()
+
+    def tracked_senders(self) -> int:
+        """How many senders have entries kept (for tests: the map must not grow forever)."""
+        return len(self._recent)
 
     async def __call__(
         self,
@@ -32,17 +43,45 @@ class RateLimitMiddleware(BaseMiddleware):
         event: TelegramObject,
         data: dict[str, Any],
     ) -> Any:
-        user = data.get("event_from_user")
-        if not self._limit or user is None or not get_flag(data, "rate_limited"):
+        if not self._limit or not isinstance(event, Message) or not get_flag(data, "rate_limited"):
             return await handler(event, data)
         now = self._clock()
-        recent = self._recent[user.id]
-        while recent and now - recent[0] >= WINDOW_S:
-            recent.popleft()
+        self._prune(now)
+        sender = sender_id(event)
+        recent = self._recent.setdefault(sender, deque())
+        _drop_old(recent, now)
         if len(recent) >= self._limit:
             wait = math.ceil(WINDOW_S - (now - recent[0]))
-            if isinstance(event, Message):
-                await event.answer(text(data["lang"], "rate_limited", limit=self._limit, seconds=wait))
+            await event.answer(text(data["lang"], "rate_limited", limit=self._limit, seconds=wait))
             return None
+        # Hold the slot while the handler runs, so two quick requests can't both slip in.
         recent.append(now)
-        return await handler(event, data)
+        result = None
+        try:
+            result = await handler(event, data)
+            return result
+        finally:
+            if result != ACCEPTED:
+                _release(recent, now)
+                if not recent and self._recent.get(sender) is recent:
+                    del self._recent[sender]
+
+    def _prune(self, now: float) -> None:
+        """Forget senders with nothing in the window, at most once a window."""
+        if now - self._pruned_at < WINDOW_S:
+            return
+        self._pruned_at = now
+        for sender, recent in list(self._recent.items()):
+            _drop_old(recent, now)
+            if not recent:
+                del self._recent[sender]
+
+
+def _drop_old(recent: deque[float], now: float) -> None:
+    while recent and now - recent[0] >= WINDOW_S:
+        recent.popleft()
+
+
+def _release(recent: deque[float], stamp: float) -> None:
+    with contextlib.suppress(ValueError):  # already dropped as old
+        recent.remove(stamp)

@@ -2,11 +2,12 @@
 
 GET / (service info), GET /health, POST /generate (JSON in, image/png out, through the same
 queue and batching as /draw), POST /reload, GET /metrics. /generate and /reload require
-``Authorization: Bearer <API_TOKEN>`` when API_TOKEN is set.
+``Authorization: Bearer <token>`` when API_TOKEN or API_TOKENS is set.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -17,6 +18,7 @@ from aiohttp import web
 
 from bot.draw_args import DrawArgsError, DrawLimits, params_from_json
 from bot.texts import plain, text
+from bot.web.clients import Network, api_user_id, client_address, client_key
 from bot.web.metrics import CONTENT_TYPE, Metrics
 from generation import GenerationEngine, GenerationError, ModelsUnavailable, OutOfMemory, QueueFull, UserQueueFull
 
@@ -25,10 +27,19 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ENGINE = web.AppKey("engine", GenerationEngine)
 LIMITS = web.AppKey("limits", DrawLimits)
-API_TOKEN = web.AppKey("api_token", str)
+API_TOKENS = web.AppKey("api_tokens", tuple[str, ...])
+TRUSTED_PROXIES = web.AppKey("trusted_proxies", tuple[Network, ...])
 METRICS = web.AppKey("metrics", Metrics)
-# API clients share the fair queue with Telegram users; ids below this never clash.
-API_USER_BASE = -(10**15)
+TOKEN = web.RequestKey("api_token", str)  # the token the request came with, once checked
+# A /generate body is a few fields and two prompts of at most 4096 characters, each of
+# which JSON may spell as 12-byte surrogate pairs: 256 KiB is plenty.
+MAX_BODY_BYTES = 256 * 1024
+# The old service's answer to a reload; its clients check status == "success".
+RELOADED = {"status": "success", "message": "Модели успешно загружены"}
+RELOAD_FAILED = "Не удалось загрузить модели"  # "loading the models failed", in the same voice
+# No field needs more digits (a seed has 10); longer integers are refused before Python
+# converts them (past 4300 digits int() raises, and converting is slow well before that).
+MAX_INTEGER_DIGITS = 40
 
 
 def error(status: int, message: str) -> web.Response:
@@ -37,14 +48,25 @@ def error(status: int, message: str) -> web.Response:
 
 def requires_token(handler: Handler) -> Handler:
     async def checked(request: web.Request) -> web.StreamResponse:
-        token = request.app[API_TOKEN]
-        if token:
-            given = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        tokens = request.app[API_TOKENS]
+        if tokens:
+            token = presented_token(request.headers.get("Authorization", ""), tokens)
+            if token is None:
                 return error(401, "missing or wrong API token: send 'Authorization: Bearer <API_TOKEN>'")
+            request[TOKEN] = token
         return await handler(request)
 
     return checked
+
+
+def presented_token(header: str, tokens: tuple[str, ...]) -> str | None:
+    """The configured token the Authorization header carries, compared in constant time."""
+    given = header.encode()
+    found = None
+    for token in tokens:  # all of them, so the time taken does not tell which one matched
+        if hmac.compare_digest(given, f"Bearer {token}".encode()):
+            found = token
+    return found
 
 
 async def info(request: web.Request) -> web.Response:
@@ -53,7 +75,7 @@ async def info(request: web.Request) -> web.Response:
             "service": "Kandinsky 2.2 (Telegram bot with the old HTTP API)",
             "endpoints": {
                 "GET /": "this description",
-                "GET /health": "status, device, models_loaded, queue_length",
+                "GET /health": "status (healthy, reloading or unhealthy), device, models_loaded, queue_length",
                 "POST /generate": "JSON: prompt, negative_prompt, width, height, num_inference_steps, "
                 "guidance_scale, prior_guidance_scale, seed -> image/png",
                 "POST /reload": "reload both models",
@@ -64,10 +86,14 @@ async def info(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
+    """ "reloading" is healthy but busy: the old models finish their batch, and requests
+    wait for the new ones. A health check must not restart the bot for it."""
     status = request.app[ENGINE].status()
     return web.json_response(
         {
-            "status": "healthy" if status.healthy else "unhealthy",
+            "status": "reloading" if status.reloading else "healthy" if status.healthy else "unhealthy",
+            # loading, ready or failed: a bot still loading answers users and queues their requests
+            "models": status.models.value,
             "device": ",".join(status.devices),
             "models_loaded": status.healthy,
             "queue_length": status.queued,
@@ -77,23 +103,62 @@ async def health(request: web.Request) -> web.Response:
     )
 
 
+async def read_json(request: web.Request) -> object:
+    """The body as JSON, or an HTTP error response to return (400, or 413 when too big)."""
+    if (request.content_length or 0) > MAX_BODY_BYTES:
+        return error(413, f"the body must be at most {MAX_BODY_BYTES} bytes")
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            return error(413, f"the body must be at most {MAX_BODY_BYTES} bytes")
+    try:
+        return json.loads(body, parse_int=_short_integer)
+    except _TooManyDigits:
+        return error(400, f"a number in the body has more than {MAX_INTEGER_DIGITS} digits")
+    except RecursionError:
+        return error(400, "the body is nested too deeply")
+    except ValueError:  # not JSON, or not UTF-8
+        return error(400, "the body must be JSON")
+
+
+class _TooManyDigits(ValueError):
+    pass
+
+
+def _short_integer(digits: str) -> int:
+    if len(digits) > MAX_INTEGER_DIGITS + 1:  # + 1: the sign
+        raise _TooManyDigits()
+    return int(digits)
+
+
 @requires_token
 async def generate(request: web.Request) -> web.Response:
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return error(400, "the body must be JSON")
+    body = await read_json(request)
+    if isinstance(body, web.Response):
+        return body
     try:
         params = params_from_json(body, request.app[LIMITS])
     except DrawArgsError as exc:
         return error(400, plain(text("en", exc.key, **exc.params)))
     engine = request.app[ENGINE]
-    client = request.remote or "?"
+    forwarded_for = request.headers.getall("X-Forwarded-For", [])
+    address = client_address(request.remote, forwarded_for, request.app[TRUSTED_PROXIES])
+    user_id = api_user_id(client_key(request.get(TOKEN), address, request.app[API_TOKENS]))
     try:
-        job = await engine.submit(params, user_id=API_USER_BASE - (hash(client) % 10**9))
-        result = await job.result()
+        job = await engine.submit(params, user_id=user_id)
     except (QueueFull, UserQueueFull):
         return error(429, "busy: too many requests waiting, try again later")
+    except ModelsUnavailable as exc:
+        return error(503, f"models not loaded: {exc}")
+    try:
+        result = await job.result()
+    except asyncio.CancelledError:
+        # aiohttp cancels the handler when the client hangs up: nobody waits for the
+        # picture. A waiting job leaves the queue; a running batch just drops it.
+        if engine.cancel(job):
+            log.info("HTTP client %s went away: its waiting request is cancelled", user_id)
+        raise
     except ModelsUnavailable as exc:
         return error(503, f"models not loaded: {exc}")
     except OutOfMemory:
@@ -114,23 +179,47 @@ async def generate(request: web.Request) -> web.Response:
 
 @requires_token
 async def reload(request: web.Request) -> web.Response:
+    """The old service's answer (``status: success`` and a message), plus the seconds taken;
+    a failure is a 500 with ``status: error``."""
     started = time.monotonic()
     try:
-        await request.app[ENGINE].reload()
+        # Shielded: a client hanging up must not stop a reload halfway.
+        await asyncio.shield(request.app[ENGINE].reload())
     except Exception as exc:
-        return error(500, f"reload failed: {type(exc).__name__}: {exc}")
-    return web.json_response({"status": "reloaded", "seconds": round(time.monotonic() - started, 2)})
+        reason = f"{type(exc).__name__}: {exc}"
+        return web.json_response(
+            {"status": "error", "message": f"{RELOAD_FAILED}: {reason}", "error": f"reload failed: {reason}"},
+            status=500,
+        )
+    return web.json_response({**RELOADED, "seconds": round(time.monotonic() - started, 2)})
 
 
 async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=request.app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE})
 
 
-def add_api(app: web.Application, engine: GenerationEngine, limits: DrawLimits, api_token: str) -> None:
-    app[ENGINE], app[LIMITS], app[API_TOKEN] = engine, limits, api_token
-    app[METRICS] = Metrics(engine)
-    app.router.add_get("/", info)
-    app.router.add_get("/health", health)
-    app.router.add_post("/generate", generate)
-    app.router.add_post("/reload", reload)
-    app.router.add_get("/metrics", metrics)
+# Every route this module serves; a webhook path must not be one of PATHS.
+ROUTES = (
+    ("GET", "/", info),
+    ("GET", "/health", health),
+    ("POST", "/generate", generate),
+    ("POST", "/reload", reload),
+    ("GET", "/metrics", metrics),
+)
+PATHS = frozenset(path for _, path, _ in ROUTES)
+
+
+def add_api(
+    app: web.Application,
+    engine: GenerationEngine,
+    limits: DrawLimits,
+    api_tokens: tuple[str, ...],
+    trusted_proxies: tuple[Network, ...] = (),
+) -> None:
+    """``api_tokens``: empty for no auth; several identify clients one by one.
+    ``trusted_proxies``: peers whose X-Forwarded-For names the client."""
+    app[ENGINE], app[LIMITS], app[METRICS] = engine, limits, Metrics(engine)
+    app[API_TOKENS], app[TRUSTED_PROXIES] = tuple(api_tokens), tuple(trusted_proxies)
+    for method, path, handler in ROUTES:
+        add = app.router.add_get if method == "GET" else app.router.add_post  # GET also answers HEAD
+        add(path, handler)

@@ -1,0 +1,50 @@
+"""The settings mapped to the engine and to the request limits: one place, used alike by
+the bot, the HTTP API and the CLI (``python main.py draw``).
+
+Reads the settings object of config.py and nothing of Telegram, so the CLI reaches the
+engine without importing aiogram.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from generation.params import DrawLimits
+
+if TYPE_CHECKING:
+    from config import Settings
+    from generation.engine import GenerationEngine
+
+
+def create_engine(settings: Settings, *, warm_up_size: tuple[int, int] | None = None) -> GenerationEngine:
+    """The engine as the settings describe it; warmed up (on CUDA) for the default size
+    unless another is named."""
+    from generation.factory import build_engine  # imports torch: request_limits alone must not
+
+    return build_engine(
+        prior_model=settings.prior_model,
+        decoder_model=settings.decoder_model,
+        device=settings.device,
+        dtype=settings.dtype,
+        cpu_offload=settings.cpu_offload,
+        compile=settings.compile,
+        prior_steps=settings.prior_steps,
+        warm_up_size=warm_up_size or (settings.default_width, settings.default_height),
+        max_batch=settings.max_batch,
+        max_queue=settings.max_queue,
+        max_pending_per_user=settings.max_pending_per_user,
+    )
+
+
+def request_limits(settings: Settings) -> DrawLimits:
+    """Defaults and maxima of one request, from /draw, POST /generate or the CLI alike."""
+    return DrawLimits(
+        default_width=settings.default_width,
+        default_height=settings.default_height,
+        default_steps=settings.default_steps,
+        default_guidance=settings.default_guidance,
+        default_prior_guidance=settings.default_prior_guidance,
+        max_side=settings.max_side,
+        max_steps=settings.max_steps,
+        max_prompt_chars=settings.max_prompt_chars,
+    )
