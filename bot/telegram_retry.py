@@ -92,4 +92,3 @@ class RetryMiddleware(BaseRequestMiddleware):
             log.warning("%s: %s, retrying in %.1f s (attempt %d)", name, why, delay, attempt + 2)
             await self._sleep(delay)
         raise AssertionError("unreachable")
-

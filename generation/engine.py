@@ -186,6 +186,11 @@ class GenerationEngine:
             self._reloading = self._state is ModelState.READY
             self._state, self._error = ModelState.LOADING, None
             try:
+                # Every device's old models go before any new ones load: releasing compiled
+                # models resets Dynamo, which would drop the graphs just compiled for another
+                # device.
+                for worker in self._workers:
+                    await worker.release()
                 # One device at a time: from_pretrained builds models under a process-wide
                 # "empty weights" patch (accelerate), so two threads loading at once break.
                 for worker in self._workers:

@@ -6,6 +6,7 @@ diffusers pipeline is not thread-safe, so nothing else may call it.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 from collections import deque
@@ -61,8 +62,12 @@ class KandinskyPipelines:
         prior.scheduler = with_host_timesteps(prior.scheduler)
         decoder.scheduler = with_host_timesteps(decoder.scheduler)
         compile = _resolve_compile(compile, device, cpu_offload)
+        # Compiled mode only: the compiled forms and the eager modules they wrap.
         self._unet: CompiledByBatch | None = None
         self._prior_model: CompiledByBatch | None = None
+        self._movq_decode: Callable | None = None
+        self._eager_unet: torch.nn.Module | None = None
+        self._eager_prior: torch.nn.Module | None = None
         # Picture sizes drawn with the compiled decoder: those warmed up. Any other size runs
         # eager, since compiling it would stall every user's request for a minute or more.
         self._compiled_sizes: set[tuple[int, int]] = set()
@@ -80,8 +85,7 @@ class KandinskyPipelines:
         # A single request and a full batch run on static shapes, other batches on a dynamic
         # batch dimension (generation.compiled says why).
         graphs = "reduce-overhead" if cuda_graphs else "default"
-        self._eager_unet, self._eager_decode = self.decoder.unet, self.decoder.movq.decode
-        self._eager_prior = self.prior.prior
+        self._eager_unet, self._eager_prior = self.decoder.unet, self.prior.prior
         # The UNet is 90% of the work: full batches get static shapes too.
         self._unet = CompiledByBatch(self.decoder.unet, graphs, static_sizes=(1, self.max_batch))
         self.decoder.unet = self._unet.batched
@@ -95,12 +99,23 @@ class KandinskyPipelines:
         return self._unet is not None
 
     def drop_compiled(self) -> None:
-        """Go back to the eager models (when compiling fails)."""
+        """Go back to the eager models (when compiling fails, or before release)."""
         if self._unet is None:
             return
-        self.decoder.unet, self.decoder.movq.decode = self._eager_unet, self._eager_decode
-        self.prior.prior = self._eager_prior
-        self._unet = self._prior_model = None
+        self.decoder.unet, self.prior.prior = self._eager_unet, self._eager_prior
+        self._use_compiled_decode(False)
+        self._unet = self._prior_model = self._movq_decode = None
+        self._eager_unet = self._eager_prior = None
+        self._compiled_sizes.clear()
+
+    def _use_compiled_decode(self, compiled: bool) -> None:
+        # The compiled decode is an instance attribute of the MoVQ; without it the class's
+        # own method serves (an instance attribute holding the bound method would be a
+        # reference cycle through the MoVQ).
+        if compiled:
+            self.decoder.movq.decode = self._movq_decode
+        else:
+            vars(self.decoder.movq).pop("decode", None)
 
     def prepare(self, width: int, height: int) -> None:
         """Warm up for serving. If the compiled graphs fail (no C compiler for Triton, a GPU
@@ -144,24 +159,49 @@ class KandinskyPipelines:
         prior_steps: int = 25,
         max_batch: int = 8,
     ) -> KandinskyPipelines:
-        """Load both pipelines with ``from_pretrained`` (a hub id or a local directory)."""
+        """Load both pipelines with ``from_pretrained`` (a hub id or a local directory).
+
+        The weights go from the files straight to ``device`` (``device_map``), one tensor at
+        a time. Loaded into host memory first, files in another precision than ``dtype``
+        (float32 files loaded as float16) were converted there all at once: 9.6 GiB of host
+        memory, more than the 8 GB docker-compose.yml gives; now 0.9 GiB
+        (bench/results/2026-11-29-load-memory). With CPU offload they live in host memory.
+        """
         log.info("loading %s and %s on %s as %s", prior_model, decoder_model, device, dtype)
-        prior = KandinskyV22PriorPipeline.from_pretrained(prior_model, dtype=dtype)
-        decoder = KandinskyV22Pipeline.from_pretrained(decoder_model, dtype=dtype)
         offload = cpu_offload and device.type == "cuda"
+        placement: dict[str, str] = {} if offload else {"device_map": device.type}
+        # diffusers takes "cuda", not "cuda:1": the index comes from the current device.
+        with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
+            prior = KandinskyV22PriorPipeline.from_pretrained(prior_model, dtype=dtype, **placement)
+            decoder = KandinskyV22Pipeline.from_pretrained(decoder_model, dtype=dtype, **placement)
         for pipe in (prior, decoder):
             pipe.set_progress_bar_config(disable=True)
             if offload:
                 pipe.enable_model_cpu_offload(device=device)
             else:
+                # Placed as a whole on one device: a plain pipeline there (diffusers refuses
+                # .to() on a device-mapped one), and .to() only checks the placement.
+                pipe.hf_device_map = None
                 pipe.to(device)
         return cls(
             prior, decoder, device, prior_steps=prior_steps, compile=compile, max_batch=max_batch, cpu_offload=offload
         )
 
     def release(self) -> None:
-        """Drop the models and give their memory back before loading others."""
+        """Drop the models and give their memory back before loading others.
+
+        Compiled, the old models stay reachable through the eager copies kept beside the
+        compiled forms, the compiled forms themselves and Dynamo's caches of compiled code:
+        all of them go, and Dynamo is reset (for every pipeline of the process: the engine
+        releases all devices before loading any, see ``GenerationEngine.reload``).
+        """
+        compiled = self.compiled
+        self.drop_compiled()
+        # The cached zero embedding is a closure on the prior: a cycle through it.
+        vars(self.prior).pop("get_zero_embed", None)
         del self.prior, self.decoder
+        if compiled:
+            torch._dynamo.reset()
         gc.collect()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
@@ -195,7 +235,7 @@ class KandinskyPipelines:
         if self._unet is not None:
             compiled = (first.width, first.height) in self._compiled_sizes
             self.decoder.unet = self._unet.for_requests(len(batch)) if compiled else self._eager_unet
-            self.decoder.movq.decode = self._movq_decode if compiled else self._eager_decode
+            self._use_compiled_decode(compiled)
         decoded = self.decoder(
             image_embeds=image_embeds,
             negative_image_embeds=negative_embeds,

@@ -33,11 +33,19 @@ class DeviceWorker:
             await loop.run_in_executor(self._executor, self._load, loader)
 
     def _load(self, loader: Callable[[torch.device], KandinskyPipelines]) -> None:
-        if self._pipes is not None:
-            # Free the old weights first: a GPU rarely holds two copies.
-            self._pipes.release()
-            self._pipes = None
+        self._release()  # a GPU rarely holds two copies
         self._pipes = loader(self.device)
+
+    async def release(self) -> None:
+        """Free the models (before loading new ones), once the batch in hand has finished."""
+        async with self.busy:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._executor, self._release)
+
+    def _release(self) -> None:
+        if self._pipes is not None:
+            pipes, self._pipes = self._pipes, None
+            pipes.release()
 
     async def draw(self, batch: Sequence[GenerationParams], on_step: StepCallback) -> list[DrawnImage | Exception]:
         """Draw a batch on the GPU; the caller holds ``busy``. Per request: the image, or

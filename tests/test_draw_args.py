@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import math
 
 import pytest
 from hypothesis import given, settings
@@ -57,6 +58,46 @@ def test_option_forms(args: str, field: str, expected: object) -> None:
     assert getattr(parse_draw_args(args, LIMITS).params, field) == expected
 
 
+RATIOS = sorted(
+    {(a, b) for a in range(1, 17) for b in range(1, 17) if 1 / 4 <= a / b <= 4}
+    | {(16, 9), (9, 16), (21, 9), (9, 21), (2.39, 1), (1.85, 1), (3, 2), (2, 3)}
+)
+
+
+@pytest.mark.parametrize(("w", "h"), RATIOS, ids=[f"{w}:{h}" for w, h in RATIOS])
+def test_every_aspect_ratio_is_met_within_the_max_side(w: float, h: float) -> None:
+    """With the default 768x768 and MAX_SIDE 1024: the ratio is as near as 64-pixel tiles
+    allow (an exact one where a tile pair has it at a fair size), never past the max side,
+    and the picture keeps a fair share of the default area."""
+    p = parse_draw_args(f"fox --ar {w}:{h}", LIMITS).params
+    assert p.width % 64 == 0 and p.height % 64 == 0
+    assert 64 <= p.width <= 1024 and 64 <= p.height <= 1024
+    tiles = range(64, 1025, 64)
+    nearest = min(abs(math.log(x / y * h / w)) for x in tiles for y in tiles)
+    assert abs(math.log(p.width / p.height * h / w)) <= nearest + 0.045
+    assert abs(math.log(p.width / p.height * h / w)) < 0.05  # never more than 5% off
+    assert 0.38 <= p.width * p.height / (768 * 768) <= 1.6
+
+
+@pytest.mark.parametrize(
+    ("ratio", "size"),
+    [
+        ("1:1", (768, 768)),
+        ("16:9", (1024, 576)),
+        ("9:16", (576, 1024)),
+        ("21:9", (896, 384)),
+        ("3:2", (960, 640)),
+        ("4:3", (768, 576)),
+        ("3:1", (960, 320)),  # was 1024x448 (2.29:1)
+        ("4:1", (1024, 256)),  # was 1024x384 (2.67:1)
+        ("1:4", (256, 1024)),
+    ],
+)
+def test_common_aspect_ratios(ratio: str, size: tuple[int, int]) -> None:
+    p = parse_draw_args(f"fox --ar {ratio}", LIMITS).params
+    assert (p.width, p.height) == size
+
+
 @pytest.mark.parametrize(
     ("args", "key"),
     [
@@ -78,7 +119,9 @@ def test_option_forms(args: str, field: str, expected: object) -> None:
         ("fox --size 512by512", "bad_size"),
         ("fox --ar wide", "bad_ratio"),
         ("fox --ar 0:1", "bad_ratio"),
-        ("fox --ar 5:1", "bad_ratio"),
+        ("fox --ar 5:1", "ratio_range"),
+        ("fox --ar 10:1", "ratio_range"),
+        ("fox --ar 1:4.5", "ratio_range"),
         ("fox --size 512x512 --ar 1:1", "size_and_ratio"),
         ("fox --steps 10 --steps 20", "repeated_option"),
         ("fox --no text --neg blur", "repeated_option"),

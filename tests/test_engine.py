@@ -121,10 +121,14 @@ async def test_queue_position_and_cancel(loader) -> None:
 
 async def test_reload_lets_the_running_batch_finish(loader) -> None:
     loads: list[float] = []
+    decoded: list[float] = []
 
     def counting_loader(device: torch.device) -> KandinskyPipelines:
         loads.append(time.monotonic())  # when each load starts
-        return loader(device)
+        pipes = loader(device)
+        # When each picture's decoding ends: the last model call of a batch.
+        pipes.decoder.movq.decoder.register_forward_hook(lambda *_: decoded.append(time.monotonic()))
+        return pipes
 
     engine = await started(GenerationEngine([CPU], counting_loader))
     try:
@@ -133,8 +137,6 @@ async def test_reload_lets_the_running_batch_finish(loader) -> None:
         running = await engine.submit(params(size=256, steps=8), user_id=1)
         while running.state is not JobState.RUNNING:
             await asyncio.sleep(0.005)
-        done_at: list[float] = []
-        running.future.add_done_callback(lambda _: done_at.append(time.monotonic()))
         reload = asyncio.create_task(engine.reload())
         await asyncio.sleep(0.05)
         waiting = await engine.submit(params(seed=2), user_id=2)  # arrives during the reload
@@ -142,8 +144,9 @@ async def test_reload_lets_the_running_batch_finish(loader) -> None:
         assert first.width == 256  # finished on the old models, not failed
         await reload
         await waiting.result()
-        # The new models started loading only once the running batch was delivered.
-        assert len(loads) == 2 and loads[1] >= done_at[0]
+        # The new models started loading only once the running batch was drawn (its PNG
+        # is encoded meanwhile, off the worker).
+        assert len(loads) == 2 and loads[1] >= decoded[0]
         assert engine.status().healthy
     finally:
         await engine.close()
@@ -246,5 +249,35 @@ async def test_one_worker_per_device_share_one_queue(loader) -> None:
         await asyncio.gather(*(job.result() for job in jobs))
         assert len(threads) == 2, threads
         assert engine.status().devices == ["cpu", "cpu"]
+    finally:
+        await engine.close()
+
+
+async def test_reload_frees_every_devices_models_before_loading_any(loader) -> None:
+    """Releasing compiled models resets Dynamo for the whole process: had one device
+    loaded (and compiled) before another released, that reset would drop the new graphs.
+    And no GPU should hold its old and new models at once."""
+    import gc
+    import weakref
+
+    old: list[weakref.ref] = []
+    alive_at_load: list[int] = []
+
+    def tracking_loader(device: torch.device) -> KandinskyPipelines:
+        gc.collect()
+        alive_at_load.append(sum(ref() is not None for ref in old))
+        pipes = loader(device)
+        old.extend(weakref.ref(m) for m in (pipes.decoder.unet, pipes.decoder.movq, pipes.prior.prior))
+        return pipes
+
+    engine = await started(GenerationEngine([CPU, CPU], tracking_loader))
+    try:
+        while engine.models_state is not ModelState.READY:
+            await asyncio.sleep(0.01)
+        assert alive_at_load == [0, 3]  # first start: the first device's models live on
+        old_count = len(old)
+        await engine.reload()
+        assert alive_at_load[2:] == [0, 3]  # all six old models were gone before the first new load
+        assert all(ref() is None for ref in old[:old_count])
     finally:
         await engine.close()

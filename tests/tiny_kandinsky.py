@@ -152,6 +152,44 @@ def build_decoder() -> KandinskyV22Pipeline:
     return KandinskyV22Pipeline(unet=unet, scheduler=scheduler, movq=movq)
 
 
+def build_compile_decoder() -> KandinskyV22Pipeline:
+    """The smallest decoder of the same classes, for the tests that compile it: torch.compile
+    on the CPU builds a C++ kernel per fused operation (seconds each), so fewer layers
+    compile much faster. One UNet level with cross-attention and no middle block, and a
+    two-level MoVQ (2x image/latent ratio)."""
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        in_channels=4,
+        out_channels=8,
+        addition_embed_type="image",
+        down_block_types=("SimpleCrossAttnDownBlock2D",),
+        up_block_types=("SimpleCrossAttnUpBlock2D",),
+        mid_block_type=None,
+        block_out_channels=(32,),
+        layers_per_block=1,
+        encoder_hid_dim=HIDDEN,
+        encoder_hid_dim_type="image_proj",
+        cross_attention_dim=HIDDEN,
+        attention_head_dim=4,
+        resnet_time_scale_shift="scale_shift",
+        class_embed_type=None,
+    )
+    movq = VQModel(
+        block_out_channels=[32, 32],
+        down_block_types=["DownEncoderBlock2D", "AttnDownEncoderBlock2D"],
+        in_channels=3,
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=8,
+        norm_type="spatial",
+        num_vq_embeddings=12,
+        out_channels=3,
+        up_block_types=["AttnUpDecoderBlock2D", "UpDecoderBlock2D"],
+        vq_embed_dim=4,
+    )
+    return KandinskyV22Pipeline(unet=unet, scheduler=DDPMScheduler(**DDPM_CONFIG), movq=movq)
+
+
 def save_tiny_models(root: Path) -> tuple[Path, Path]:
     """Write tiny prior and decoder repos under ``root``; return their directories."""
     prior_dir, decoder_dir = root / "kandinsky-2-2-prior", root / "kandinsky-2-2-decoder"

@@ -160,3 +160,5 @@ request_unreadable = 😔 The bot was updated and can't read your request from b
 
 cancel_gone = Nothing to cancel: this request has already finished.
 
+
+ratio_range = The aspect ratio <code>{ $value }</code> is out of range: it must be from 1:4 (tall) to 4:1 (wide).
