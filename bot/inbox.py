@@ -30,6 +30,8 @@ from aiogram import BaseMiddleware, Bot, Dispatcher
 from aiogram.dispatcher.middlewares.error import ErrorsMiddleware
 from aiogram.types import TelegramObject, Update
 
+from bot.journal import open_database
+
 log = logging.getLogger(__name__)
 
 SCHEMA = """
@@ -56,11 +58,7 @@ KEEP_DONE_S = 2 * 24 * 3600
 
 class Inbox:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None)  # autocommit: one statement, one commit
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # durable against a killed process
-        self._db.executescript(SCHEMA)
+        self._db = open_database(path, SCHEMA)
 
     @classmethod
     def in_dir(cls, data_dir: str) -> Inbox:

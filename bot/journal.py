@@ -121,13 +121,21 @@ def decode_params(raw: Any, version: int) -> GenerationParams:
     return params
 
 
+def open_database(path: Path, schema: str) -> sqlite3.Connection:
+    """A SQLite file of ours (the journal, the inbox): autocommit (one statement, one
+    commit), WAL with synchronous=NORMAL (durable against a killed process, no fsync per
+    commit), ``schema`` created if missing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.executescript(schema)
+    return db
+
+
 class Journal:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None)  # autocommit: one statement, one commit
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # durable against a killed process
-        self._db.executescript(SCHEMA)
+        self._db = open_database(path, SCHEMA)
         self._migrate()
 
     def _migrate(self) -> None:
