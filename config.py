@@ -309,7 +309,10 @@ def settings_from_env(env: Mapping[str, str], *, require_token: bool = True) -> 
 
     ``require_token=False`` is for commands that never talk to Telegram (draw, prefetch)."""
     if require_token and not (env.get("BOT_TOKEN") or "").strip():
-        raise ConfigError("BOT_TOKEN is required: the token @BotFather gave your bot")
+        raise ConfigError(
+            "BOT_TOKEN is required: put the token @BotFather gave your bot after BOT_TOKEN= in .env,"
+            " or run BOT_TOKEN=123456:ABC... .venv/bin/python main.py"
+        )
     try:
         return Settings(**EnvironmentMapping(Settings, env)())
     except ValidationError as exc:

@@ -73,7 +73,7 @@ def test_token_is_never_in_repr() -> None:
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({}, "BOT_TOKEN is required"),
+        ({}, "BOT_TOKEN is required: put the token @BotFather gave your bot after BOT_TOKEN= in .env"),
         ({"BOT_TOKEN": "nocolon"}, "BOT_TOKEN does not look like"),
         ({"DEVICE": "gpu"}, "DEVICE must be auto, cpu, cuda, cuda:N"),
         ({"DTYPE": "int8"}, "DTYPE must be one of auto, float16, bfloat16, float32"),
