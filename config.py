@@ -71,9 +71,12 @@ class Settings(BaseSettings):
     default_steps: Annotated[int, Field(ge=1)] = 50  # and at most MAX_STEPS
     default_guidance: Guidance = 4.0
     default_prior_guidance: Guidance = 1.0
-    prior_steps: Annotated[int, Field(ge=1, le=200)] = 25
+    # UnCLIPScheduler divides by (steps - 1): one prior step raises ZeroDivisionError.
+    prior_steps: Annotated[int, Field(ge=2, le=200)] = 25
     max_side: Annotated[int, Field(ge=64, le=4096, multiple_of=TILE)] = 1024
-    max_steps: Annotated[int, Field(ge=1, le=1000)] = 100
+    # The decoder's DDPM schedule has 1000 training steps with steps_offset=1: 1000 inference
+    # steps ask for timestep 1000 and fail with IndexError, 999 work.
+    max_steps: Annotated[int, Field(ge=1, le=999)] = 100
     max_batch: Annotated[int, Field(ge=1, le=64)] = 8
     max_queue: Annotated[int, Field(ge=1)] = 100
     max_pending_per_user: Annotated[int, Field(ge=1)] = 3

@@ -85,6 +85,9 @@ def test_token_is_never_in_repr() -> None:
         ({"DEFAULT_WIDTH": "700"}, "DEFAULT_WIDTH must be a multiple of 64"),
         ({"DEFAULT_GUIDANCE": "x"}, "DEFAULT_GUIDANCE must be a number"),
         ({"MAX_SIDE": "0"}, "MAX_SIDE must be between 64 and 4096"),
+        # The schedulers fail past these: 1000 decoder steps (IndexError), 1 prior step (ZeroDivisionError).
+        ({"MAX_STEPS": "1000"}, "MAX_STEPS must be between 1 and 999"),
+        ({"PRIOR_STEPS": "1"}, "PRIOR_STEPS must be between 2 and 200"),
         ({"TELEGRAM_API_URL": "api.telegram.org"}, "TELEGRAM_API_URL must start with http"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL must be one of"),
         ({"COMPILE": "fast"}, "COMPILE must be auto, false, true or cudagraphs"),
