@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
+import threading
+import time
 from collections.abc import MutableMapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -100,9 +103,28 @@ def main(argv: list[str] | None = None) -> int:
     except StartupError as exc:
         print(exc, file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # Ctrl+C before polling took over the signals
+    except KeyboardInterrupt:  # Ctrl+C before the bot took over the signals
         return 130
+    exit_without_waiting_for_workers(0)
     return 0
+
+
+def exit_without_waiting_for_workers(code: int) -> None:
+    """Exit now if a worker thread is still busy once the bot has stopped: loading or
+    compiling the models (minutes, and a hung network file system forever) cannot be
+    interrupted, and Python would wait for it at exit, past SHUTDOWN_GRACE_S and into
+    Docker's SIGKILL. Everything worth keeping is in the journal by now."""
+    deadline = time.monotonic() + 2.0  # idle workers end at once once told to
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    if not any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        return
+    logging.getLogger(__name__).warning("a model worker is still busy (loading or compiling): exiting without it")
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 class _BadDrawOptions(Exception):

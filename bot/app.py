@@ -121,6 +121,12 @@ async def run_bot(settings: Settings, *, handle_signals: bool = True, stop: asyn
     On stop: no new work; the running batch is finished and delivered within
     SHUTDOWN_GRACE_S; waiting requests stay in the journal for the next start."""
     stop = stop or asyncio.Event()
+    if handle_signals:
+        # From the first moment, not only once polling runs: a `docker stop` while the bot
+        # waits for Telegram or loads its models is a graceful stop too.
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
     journal = Journal.in_dir(settings.data_dir)
     inbox = Inbox.in_dir(settings.data_dir)
     received = InboxMiddleware(inbox)
@@ -141,9 +147,9 @@ async def run_bot(settings: Settings, *, handle_signals: bool = True, stop: asyn
         # After the journal's recovery read its jobs (start_recovery): a /draw fed again is queued once.
         await feed_leftovers(inbox, dispatcher, bot)
         if settings.webhook_url:
-            await take_webhook_updates(settings, bot, dispatcher, stop, handle_signals)
+            await take_webhook_updates(settings, bot, dispatcher, stop)
         else:
-            await take_polled_updates(bot, dispatcher, stop, handle_signals)
+            await take_polled_updates(bot, dispatcher, stop)
     finally:
         log.info("stopping: finishing the running batch (up to %.0f s)", settings.shutdown_grace_s)
         if menu is not None:
@@ -159,27 +165,20 @@ async def run_bot(settings: Settings, *, handle_signals: bool = True, stop: asyn
         log.info("stopped")
 
 
-async def take_polled_updates(bot: Bot, dispatcher: Dispatcher, stop: asyncio.Event, handle_signals: bool) -> None:
+async def take_polled_updates(bot: Bot, dispatcher: Dispatcher, stop: asyncio.Event) -> None:
     await bot.delete_webhook(drop_pending_updates=False)  # getUpdates is refused while one is set
     stopper = asyncio.create_task(_stop_when_set(dispatcher, stop))
     try:
         # Updates in order, each only until InboxMiddleware has it on disk (its handlers
         # then run in a task): the next poll, which confirms the batch to Telegram, is
         # made after the whole batch is recorded.
-        await dispatcher.start_polling(
-            bot, handle_signals=handle_signals, close_bot_session=False, handle_as_tasks=False
-        )
+        # Signals set ``stop`` (run_bot), which stops polling: aiogram need not handle them.
+        await dispatcher.start_polling(bot, handle_signals=False, close_bot_session=False, handle_as_tasks=False)
     finally:
         stopper.cancel()
 
 
-async def take_webhook_updates(
-    settings: Settings, bot: Bot, dispatcher: Dispatcher, stop: asyncio.Event, handle_signals: bool
-) -> None:
-    if handle_signals:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+async def take_webhook_updates(settings: Settings, bot: Bot, dispatcher: Dispatcher, stop: asyncio.Event) -> None:
     await bot.set_webhook(
         settings.webhook_url,
         secret_token=settings.webhook_secret.get_secret_value(),

@@ -322,6 +322,41 @@ async def test_sigterm_keeps_the_shutdown_grace(
     assert "The bot restarted" in (telegram.find("sendMessage", chat_id=1)[-1].data["text"])
 
 
+async def test_sigterm_while_the_models_download_keeps_the_grace(
+    telegram: FakeTelegram, tiny_models: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Loading (a 10 GB first download, or compiling) can't be interrupted: `docker stop`
+    must still end the bot within its grace, with the request kept for the next start.
+    The stand-in hub accepts the download's connection and never answers."""
+    hanging: list[asyncio.StreamWriter] = []
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        hanging.append(writer)
+
+    hub = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    hub_url = f"http://127.0.0.1:{hub.sockets[0].getsockname()[1]}"
+    env = bot_env(tiny_models, telegram.url, PRIOR_MODEL="kandinsky-community/kandinsky-2-2-prior")
+    env.update(SHUTDOWN_GRACE_S="1", HF_HUB_OFFLINE="0", HF_ENDPOINT=hub_url, HF_HOME=str(tmp_path / "hf"))
+    env.update(HF_HUB_ETAG_TIMEOUT="600", HF_HUB_DOWNLOAD_TIMEOUT="600")
+    message_id = await telegram.send_text("/draw a fox", user_id=5)
+    bot = await BotProcess(env, tmp_path).start()
+    try:
+        await telegram.wait_for("sendMessage", chat_id=5, text_contains="in line", timeout=60)  # accepted
+        while not hanging:  # the download has started
+            await asyncio.sleep(0.1)
+        stopping = time.monotonic()
+        assert await bot.stop(signal.SIGTERM, timeout=30) == 0, bot.log()
+        assert time.monotonic() - stopping < 10, bot.log()
+    finally:
+        if bot.process and bot.process.returncode is None:
+            await bot.stop(signal.SIGKILL)
+        hub.close()
+        for writer in hanging:
+            writer.close()
+    assert "exiting without it" in bot.log()
+    assert journal_row(tmp_path / "data", message_id)[1] == "queued"  # drawn after the next start
+
+
 async def test_kill_9_as_a_batch_of_updates_is_confirmed_loses_no_draw(
     telegram: FakeTelegram, tiny_models: tuple[Path, Path], tmp_path: Path
 ) -> None:
