@@ -34,7 +34,7 @@ from bot.delivery import reply_to, send_picture, shorten
 from bot.journal import Entry, Journal, State, Unreadable
 from bot.keyboards import cancel_keyboard
 from bot.progress import progress_text, track_progress
-from bot.telegram_retry import BACKOFF_S
+from bot.telegram_retry import backoff_s
 from bot.texts import text
 from generation import (
     GenerationEngine,
@@ -232,7 +232,7 @@ class DrawService:
             except TelegramRetryAfter as exc:
                 delay: float = exc.retry_after
             except (TelegramServerError, TelegramNetworkError) as exc:
-                delay = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
+                delay = backoff_s(attempt)
                 log.warning("notice to chat %s not sent (%s); trying again in %.1f s", chat_id, exc, delay)
             except TelegramAPIError as exc:  # blocked, chat gone: nobody to tell
                 log.warning("notice to chat %s not sent: %s", chat_id, exc)

@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
 from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter, TelegramServerError
@@ -22,9 +22,13 @@ if TYPE_CHECKING:
     from aiogram import Bot
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+
+
+def backoff_s(attempt: int) -> float:
+    """Seconds to wait after failed attempt ``attempt`` (0 the first), then 30 s apart."""
+    return BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,7 @@ class RetryMiddleware(BaseRequestMiddleware):
                 if attempt == policy.attempts - 1 or self._clock() - started + delay > policy.max_s:
                     raise
             except (TelegramServerError, TelegramNetworkError) as exc:
-                delay, why = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)], type(exc).__name__
+                delay, why = backoff_s(attempt), type(exc).__name__
                 if attempt == policy.attempts - 1 or self._clock() - started + delay > policy.max_s:
                     raise
             # The message of a network error can hold the request URL, and so the token.
