@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     default_steps: Annotated[int, Field(ge=1)] = 50  # and at most MAX_STEPS
     default_guidance: Guidance = 4.0
     default_prior_guidance: Guidance = 1.0
+    # img2img: how much of the starting picture may change (0.05 to 1.0).
+    default_strength: Annotated[float, Field(ge=0.05, le=1.0, allow_inf_nan=False)] = 0.5
     # UnCLIPScheduler divides by (steps - 1): one prior step raises ZeroDivisionError.
     prior_steps: Annotated[int, Field(ge=2, le=200)] = 25
     max_side: Annotated[int, Field(ge=64, le=4096, multiple_of=TILE)] = 1024

@@ -65,6 +65,9 @@ _job_ids = itertools.count(1)
 class Job:
     params: GenerationParams
     user_id: int
+    # The pictures the request draws from (params.mix and params.init_image index them):
+    # image file bytes, checked by the caller (generation.images.open_image).
+    images: tuple[bytes, ...] = ()
     id: int = field(default_factory=lambda: next(_job_ids))
     state: JobState = JobState.QUEUED
     step: int = 0  # decoder steps done, updated from the worker thread
@@ -224,10 +227,20 @@ class GenerationEngine:
     def models_state(self) -> ModelState:
         return self._state
 
-    async def submit(self, params: GenerationParams, user_id: int, *, enforce_limits: bool = True) -> Job:
+    async def submit(
+        self,
+        params: GenerationParams,
+        user_id: int,
+        *,
+        images: Sequence[bytes] = (),
+        enforce_limits: bool = True,
+    ) -> Job:
         """Queue a request. Raises QueueFull, UserQueueFull or ModelsUnavailable.
 
+        ``images``: the pictures the request draws from, as image file bytes.
         ``enforce_limits=False`` is for requests accepted earlier (recovered after a restart)."""
+        if params.image_count > len(images):
+            raise ValueError(f"the request names {params.image_count} pictures, {len(images)} given")
         if self._state is ModelState.FAILED:
             self._notify("models_unavailable", None)
             raise ModelsUnavailable(self._error or "models not loaded")
@@ -237,7 +250,7 @@ class GenerationEngine:
         if enforce_limits and len(self._queue) >= self._max_queue:
             self._notify("rejected", None)
             raise QueueFull()
-        job = Job(params=params, user_id=user_id)
+        job = Job(params=params, user_id=user_id, images=tuple(images))
         await self._queue.put(job)
         return job
 
@@ -299,7 +312,9 @@ class GenerationEngine:
                 job.state, job.batch_size, job.started_at = JobState.RUNNING, len(batch), now
                 job.started.set()
                 self._running.add(job)
-            return await worker.draw([job.params for job in batch], _progress_setter(batch, self._aborting))
+            return await worker.draw(
+                [job.params for job in batch], _progress_setter(batch, self._aborting), [job.images for job in batch]
+            )
         except Exception as exc:  # a failed batch must never stop the worker
             if not isinstance(exc, GenerationError):
                 log.exception("batch of %d failed on %s", len(batch), worker.device)

@@ -18,6 +18,25 @@ class DrawLimits:
     max_side: int
     max_steps: int
     max_prompt_chars: int = 1000
+    default_strength: float = 0.5  # img2img: how much of the starting picture may change
+    default_sampler: str = "ddpm"
+
+
+# img2img strength bounds: below 0.05 nothing changes (no decoder step runs at 20 steps).
+STRENGTH_MIN = 0.05
+STRENGTH_MAX = 1.0
+MIX_MAX_PARTS = 4  # inputs of one /mix (texts and pictures together)
+
+
+@dataclass(frozen=True)
+class MixPart:
+    """One ingredient of a picture's image embedding: a text (drawn into an embedding by
+    the prior) or one of the request's pictures (read by the prior's CLIP image encoder),
+    with its weight (diffusers' ``KandinskyV22PriorPipeline.interpolate``)."""
+
+    weight: float
+    text: str | None = None
+    image: int | None = None  # index into the request's pictures (Job.images)
 
 
 @dataclass(frozen=True)
@@ -32,16 +51,48 @@ class GenerationParams:
     prior_guidance_scale: float
     seed: int
     negative_prompt: str | None = None
+    # The decoder's sampler (generation.schedulers.SAMPLERS).
+    sampler: str = "ddpm"
+    # Where the image embedding comes from. Empty: from ``prompt`` (text to image). Else a
+    # weighted mix of texts and pictures (a variation is a mix of one picture, perhaps
+    # steered by a text); ``prompt`` then only names the request in captions.
+    mix: tuple[MixPart, ...] = ()
+    # Draw from this picture (img2img: an index into the request's pictures) instead of
+    # from noise, changing it by ``strength`` (STRENGTH_MIN to STRENGTH_MAX).
+    init_image: int | None = None
+    strength: float = 0.5
 
     @property
-    def batch_key(self) -> tuple[int, int, int, float, float]:
-        """Requests with equal keys can run in one batch."""
+    def kind(self) -> str:
+        """What the request is: text, img2img, variation (one picture, maybe steered by a text) or mix."""
+        if self.init_image is not None:
+            return "img2img"
+        if not self.mix:
+            return "text"
+        pictures = [p for p in self.mix if p.image is not None]
+        return "variation" if len(pictures) == 1 and len(self.mix) <= 2 else "mix"
+
+    @property
+    def image_count(self) -> int:
+        """How many pictures the request needs (the highest index it names, plus one)."""
+        indexes = [p.image for p in self.mix if p.image is not None]
+        if self.init_image is not None:
+            indexes.append(self.init_image)
+        return max(indexes, default=-1) + 1
+
+    @property
+    def batch_key(self) -> tuple:
+        """Requests with equal keys can run in one batch: the decoder call is shared by
+        text, variation and mix requests alike; img2img only with img2img of the same
+        strength."""
         return (
             self.width,
             self.height,
             self.num_inference_steps,
             self.guidance_scale,
             self.prior_guidance_scale,
+            self.sampler,
+            None if self.init_image is None else self.strength,
         )
 
 

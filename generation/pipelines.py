@@ -18,17 +18,25 @@ from PIL import Image
 
 from generation.clip_processor import drop_pil_fallback_note
 from generation.compiled import CompiledByBatch
+from generation.images import open_image
 from generation.params import GenerationParams
-from generation.schedulers import with_host_timesteps
+from generation.schedulers import decoder_scheduler, with_host_timesteps
 
 drop_pil_fallback_note()  # before diffusers imports the prior, which looks the processor up
-from diffusers import KandinskyV22Pipeline, KandinskyV22PriorPipeline  # noqa: E402
+from diffusers import (  # noqa: E402
+    KandinskyV22Img2ImgPipeline,
+    KandinskyV22Pipeline,
+    KandinskyV22PriorPipeline,
+)
 
 log = logging.getLogger(__name__)
 
 COMPILE_MODES = ("off", "default", "cudagraphs", "auto")
 # Called after each decoder step with (steps done, steps in all).
 StepCallback = Callable[[int, int], None]
+# The pictures of one request (GenerationParams.mix and init_image index them): PIL images,
+# or the bytes of an image file, decoded here.
+Pictures = Sequence["Image.Image | bytes"]
 # How many decoder steps the CPU may queue ahead of the GPU. Enough that the GPU never waits
 # for Python between steps, few enough that "step k of N" tells what the GPU has done.
 RUN_AHEAD_STEPS = 2
@@ -60,7 +68,14 @@ class KandinskyPipelines:
         self.max_batch = max_batch
         _cache_zero_image_embedding(prior)
         prior.scheduler = with_host_timesteps(prior.scheduler)
-        decoder.scheduler = with_host_timesteps(decoder.scheduler)
+        # One scheduler per sampler, made on first use from the decoder's own config.
+        self._decoder_config = decoder.scheduler.config
+        self._schedulers: dict[str, object] = {}
+        decoder.scheduler = self._scheduler("ddpm")
+        # img2img on the decoder's own modules: no second copy of the weights. Its UNet,
+        # scheduler and MoVQ decode are set from the decoder's before each call.
+        self.img2img = KandinskyV22Img2ImgPipeline(unet=decoder.unet, scheduler=decoder.scheduler, movq=decoder.movq)
+        self.img2img.set_progress_bar_config(disable=True)
         compile = _resolve_compile(compile, device, cpu_offload)
         # Compiled mode only: the compiled forms and the eager modules they wrap.
         self._unet: CompiledByBatch | None = None
@@ -199,7 +214,8 @@ class KandinskyPipelines:
         self.drop_compiled()
         # The cached zero embedding is a closure on the prior: a cycle through it.
         vars(self.prior).pop("get_zero_embed", None)
-        del self.prior, self.decoder
+        del self.prior, self.decoder, self.img2img
+        self._schedulers.clear()
         if compiled:
             torch._dynamo.reset()
         gc.collect()
@@ -213,19 +229,40 @@ class KandinskyPipelines:
         tokenizer = self.prior.tokenizer
         return len(tokenizer(text, truncation=False).input_ids) > tokenizer.model_max_length
 
-    @torch.inference_mode()
-    def draw(self, batch: Sequence[GenerationParams], on_step: StepCallback | None = None) -> list[DrawnImage]:
-        """Draw one picture per request; all must share ``batch_key``.
+    def _scheduler(self, sampler: str):
+        if sampler not in self._schedulers:
+            self._schedulers[sampler] = decoder_scheduler(sampler, self._decoder_config)
+        return self._schedulers[sampler]
 
-        Each request gets its own generator, used first by the prior and then by the
-        decoder, so a seed gives the same picture alone or inside a batch.
+    @torch.inference_mode()
+    def draw(
+        self,
+        batch: Sequence[GenerationParams],
+        on_step: StepCallback | None = None,
+        pictures: Sequence[Pictures] | None = None,
+    ) -> list[DrawnImage]:
+        """Draw one picture per request; all must share ``batch_key``. ``pictures[i]``
+        holds the pictures request i names (its mix parts and starting picture).
+
+        Each request gets its own generator, seeded with its seed, so a seed gives the
+        same picture alone or inside a batch: a text or img2img request uses it first in
+        the prior and then in the decoder (the old service's two calls); a variation or mix
+        uses it in the prior (``interpolate``) and a second one, seeded alike, in the decoder.
         """
         first = batch[0]
         if any(p.batch_key != first.batch_key for p in batch):
-            raise ValueError("a batch must share size, steps and guidance")
-        generators = [torch.Generator(self.device).manual_seed(p.seed) for p in batch]
-        image_embeds, negative_embeds = self._prior_embeddings(batch, generators)
-        reporter = _StepReporter(self.device, first.num_inference_steps, on_step)
+            raise ValueError("a batch must share size, steps, guidance, sampler and strength")
+        inputs = [[_as_image(x) for x in (pictures[i] if pictures else ())] for i in range(len(batch))]
+        for params, own in zip(batch, inputs, strict=True):
+            if params.image_count > len(own):
+                raise ValueError(f"the request names {params.image_count} pictures, {len(own)} given")
+        prior_generators = [torch.Generator(self.device).manual_seed(p.seed) for p in batch]
+        generators = [
+            torch.Generator(self.device).manual_seed(p.seed) if p.mix else g
+            for p, g in zip(batch, prior_generators, strict=True)
+        ]
+        image_embeds, negative_embeds = self._embeddings(batch, inputs, prior_generators)
+        reporter = _StepReporter(self.device, decoder_steps(first), on_step)
 
         def step_end(pipe, step: int, timestep, kwargs: dict) -> dict:
             self._step_queued(step + 1)
@@ -236,7 +273,8 @@ class KandinskyPipelines:
             compiled = (first.width, first.height) in self._compiled_sizes
             self.decoder.unet = self._unet.for_requests(len(batch)) if compiled else self._eager_unet
             self._use_compiled_decode(compiled)
-        decoded = self.decoder(
+        self.decoder.scheduler = self._scheduler(first.sampler)
+        call = dict(
             image_embeds=image_embeds,
             negative_image_embeds=negative_embeds,
             height=first.height,
@@ -246,41 +284,104 @@ class KandinskyPipelines:
             generator=generators,
             callback_on_step_end=step_end,
             output_type="pt",
-        ).images
-        images = _to_pil(decoded)
+        )
+        if first.init_image is None:
+            decoded = self.decoder(**call).images
+        else:
+            self.img2img.unet, self.img2img.scheduler = self.decoder.unet, self.decoder.scheduler
+            starts = [own[p.init_image] for p, own in zip(batch, inputs, strict=True)]
+            # diffusers' img2img resizes the start with width and height swapped
+            # (``preprocess(i, width, height)``; preprocess takes height first), and the
+            # picture takes the start's size: swapped here, the sizes come out right.
+            call.update(width=first.height, height=first.width)
+            decoded = self.img2img(image=starts, strength=first.strength, **call).images
+            # Its "pt" output is already in [0, 1] (VaeImageProcessor.postprocess).
+        images = _to_pil(decoded, denormalized=first.init_image is not None)
         reporter.finish()
         return [
-            DrawnImage(
-                image,
-                self.prompt_truncated(p.prompt) or self.prompt_truncated(p.negative_prompt),
-            )
+            DrawnImage(image, any(self.prompt_truncated(t) for t in _texts(p)))
             for p, image in zip(batch, images, strict=True)
         ]
 
     def _step_queued(self, step: int) -> None:
         """Called when the work of decoder step ``step`` has been queued (the benchmark times it)."""
 
-    def _prior_embeddings(
-        self, batch: Sequence[GenerationParams], generators: list[torch.Generator]
+    def _embeddings(
+        self,
+        batch: Sequence[GenerationParams],
+        pictures: Sequence[Sequence[Image.Image]],
+        generators: list[torch.Generator],
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Image embeddings for each request, in batch order.
+        """The decoder's image and negative image embeddings for each request, in batch order.
+
+        Text and img2img requests: the prior on the prompt. Mixes: what diffusers'
+        ``KandinskyV22PriorPipeline.interpolate`` computes (weighted sum of each text's
+        prior embedding and each picture's CLIP image embedding; the negative embedding is
+        the zero-image one, or with a negative prompt the prior's drawing of it), with the
+        prior calls of all requests batched: round k runs every request's k-th text, so
+        each request's generator is used in the order ``interpolate`` uses it.
+        """
+        n = len(batch)
+        image_embeds: list[torch.Tensor | None] = [None] * n
+        negative_embeds: list[torch.Tensor | None] = [None] * n
+        # Per request, the prior runs it needs in order: (prompt, negative prompt).
+        runs: list[list[tuple[str, str | None]]] = []
+        for p in batch:
+            negative = p.negative_prompt or None
+            if not p.mix:
+                runs.append([(p.prompt, negative)])
+            else:
+                texts = [(part.text or "", negative) for part in p.mix if part.text is not None]
+                # interpolate's last call ("" against the negative prompt) gives the
+                # negative embedding; without a negative prompt that is the zero embedding.
+                runs.append(texts + ([("", negative)] if negative else []))
+        drawn: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in range(n)]
+        for round_ in range(max((len(r) for r in runs), default=0)):
+            idx = [i for i in range(n) if len(runs[i]) > round_]
+            outs = self._prior_rows(
+                [runs[i][round_] for i in idx], [generators[i] for i in idx], batch[0].prior_guidance_scale
+            )
+            for i, out in zip(idx, outs, strict=True):
+                drawn[i].append(out)
+        for i, p in enumerate(batch):
+            if not p.mix:
+                image_embeds[i], negative_embeds[i] = drawn[i][0]
+                continue
+            texts = iter(drawn[i])
+            parts = []
+            for part in p.mix:
+                if part.text is not None:
+                    embedding = next(texts)[0]
+                else:
+                    embedding = self._picture_embedding(pictures[i][part.image])
+                parts.append(embedding.unsqueeze(0) * part.weight)
+            image_embeds[i] = torch.cat(parts).sum(dim=0)
+            if p.negative_prompt:
+                negative_embeds[i] = drawn[i][-1][1]
+            else:
+                negative_embeds[i] = self.prior.get_zero_embed(1, device=self.device).to(image_embeds[i].dtype)
+        return torch.cat(image_embeds), torch.cat(negative_embeds)  # type: ignore[arg-type]
+
+    def _prior_rows(
+        self, rows: Sequence[tuple[str, str | None]], generators: Sequence[torch.Generator], guidance: float
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The prior's (image, negative image) embedding for each (prompt, negative prompt).
 
         The prior pipeline takes a negative prompt for all of its prompts or for none,
-        so requests with and without one run as two prior calls.
+        so rows with and without one run as two prior calls.
         """
-        image_embeds: list[torch.Tensor | None] = [None] * len(batch)
-        negative_embeds: list[torch.Tensor | None] = [None] * len(batch)
+        out_rows: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(rows)
         for with_negative in (False, True):
-            idx = [i for i, p in enumerate(batch) if bool(p.negative_prompt) == with_negative]
+            idx = [i for i, (_, negative) in enumerate(rows) if bool(negative) == with_negative]
             if not idx:
                 continue
             gens = [generators[i] for i in idx]
             if self._prior_model is not None:
                 self.prior.prior = self._prior_model.for_requests(len(idx))
             out = self.prior(
-                prompt=[batch[i].prompt for i in idx],
-                negative_prompt=[batch[i].negative_prompt for i in idx] if with_negative else None,
-                guidance_scale=batch[0].prior_guidance_scale,
+                prompt=[rows[i][0] for i in idx],
+                negative_prompt=[rows[i][1] for i in idx] if with_negative else None,
+                guidance_scale=guidance,
                 num_inference_steps=self.prior_steps,
                 # With a negative prompt the prior draws the prompts and the negative
                 # prompts as one batch: each request's generator serves both of its rows.
@@ -288,9 +389,31 @@ class KandinskyPipelines:
                 output_type="pt",
             )
             for row, i in enumerate(idx):
-                image_embeds[i] = out.image_embeds[row : row + 1]
-                negative_embeds[i] = out.negative_image_embeds[row : row + 1]
-        return torch.cat(image_embeds), torch.cat(negative_embeds)  # type: ignore[arg-type]
+                out_rows[i] = (out.image_embeds[row : row + 1], out.negative_image_embeds[row : row + 1])
+        return out_rows  # type: ignore[return-value]
+
+    def _picture_embedding(self, image: Image.Image) -> torch.Tensor:
+        """A picture's CLIP image embedding, as ``interpolate`` computes it (1 x dim)."""
+        pixels = self.prior.image_processor(image, return_tensors="pt").pixel_values[0].unsqueeze(0)
+        encoder = self.prior.image_encoder
+        return encoder(pixels.to(dtype=encoder.dtype, device=self.device))["image_embeds"]
+
+
+def decoder_steps(params: GenerationParams) -> int:
+    """The decoder steps a request runs: img2img skips the first (1 - strength) of them
+    (diffusers' ``get_timesteps``)."""
+    steps = params.num_inference_steps
+    if params.init_image is None:
+        return steps
+    return min(int(steps * params.strength), steps)
+
+
+def _texts(params: GenerationParams) -> list[str | None]:
+    return [params.prompt, params.negative_prompt, *(part.text for part in params.mix)]
+
+
+def _as_image(picture: Image.Image | bytes) -> Image.Image:
+    return open_image(picture) if isinstance(picture, bytes | bytearray) else picture
 
 
 def _resolve_compile(compile: str, device: torch.device, cpu_offload: bool) -> str:
@@ -341,14 +464,15 @@ class _StepReporter:
             self._on_step(step, self._total)
 
 
-def _to_pil(images: torch.Tensor) -> list[Image.Image]:
+def _to_pil(images: torch.Tensor, denormalized: bool = False) -> list[Image.Image]:
     """diffusers' ``output_type="pil"`` from its ``"pt"`` output, computed on the device.
 
     The same operations in the same precision as diffusers' post-processing, so the same
     pixels, but only 8-bit pixels cross to the host and the float work runs on the GPU
     (on the CPU it took about 12 ms per 768x768 picture).
     """
-    images = (images * 0.5 + 0.5).clamp(0, 1)
+    if not denormalized:  # img2img's output is in [0, 1] already
+        images = (images * 0.5 + 0.5).clamp(0, 1)
     images = (images.float() * 255).round().to(torch.uint8)
     return [Image.fromarray(array) for array in images.permute(0, 2, 3, 1).cpu().numpy()]
 

@@ -82,3 +82,20 @@ def with_host_timesteps(scheduler: SchedulerMixin) -> SchedulerMixin:
     """The same scheduler and config, as its host-timestep subclass; others are kept as they are."""
     host = _HOST_VERSIONS.get(type(scheduler))
     return host.from_config(scheduler.config) if host is not None else scheduler
+
+
+# The decoder's samplers a request may name, each built from the loaded decoder's own
+# scheduler config (diffusers' ``from_config``). Only schedulers that work in diffusers'
+# Kandinsky 2.2 pipelines belong here.
+SAMPLERS: dict[str, type[SchedulerMixin]] = {
+    "ddpm": HostTimestepDDPMScheduler,
+}
+
+
+def decoder_scheduler(name: str, config: Any) -> SchedulerMixin:
+    """The decoder's scheduler for sampler ``name`` (a key of SAMPLERS), from ``config``."""
+    try:
+        cls = SAMPLERS[name]
+    except KeyError:
+        raise ValueError(f"unknown sampler {name!r}; known: {', '.join(SAMPLERS)}") from None
+    return cls.from_config(config)

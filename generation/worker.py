@@ -8,10 +8,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
+from PIL import Image
 
 from generation.errors import ModelsUnavailable, OutOfMemory
+from generation.images import BadImage, open_image
 from generation.params import GenerationParams
-from generation.pipelines import DrawnImage, KandinskyPipelines, StepCallback
+from generation.pipelines import DrawnImage, KandinskyPipelines, Pictures, StepCallback
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +49,43 @@ class DeviceWorker:
             pipes, self._pipes = self._pipes, None
             pipes.release()
 
-    async def draw(self, batch: Sequence[GenerationParams], on_step: StepCallback) -> list[DrawnImage | Exception]:
+    async def draw(
+        self, batch: Sequence[GenerationParams], on_step: StepCallback, pictures: Sequence[Pictures] | None = None
+    ) -> list[DrawnImage | Exception]:
         """Draw a batch on the GPU; the caller holds ``busy``. Per request: the image, or
-        the error that request alone met (out of memory even when drawn alone)."""
+        the error that request alone met (out of memory even when drawn alone, or a
+        picture that can't be read)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._draw, list(batch), on_step)
+        pictures = list(pictures) if pictures is not None else [() for _ in batch]
+        return await loop.run_in_executor(self._executor, self._draw, list(batch), on_step, pictures)
 
-    def _draw(self, batch: list[GenerationParams], on_step: StepCallback) -> list[DrawnImage | Exception]:
+    def _draw(
+        self, batch: list[GenerationParams], on_step: StepCallback, pictures: list[Pictures]
+    ) -> list[DrawnImage | Exception]:
         if self._pipes is None:
             raise ModelsUnavailable("models not loaded")
+        # A picture that can't be read fails its own request, not the batch.
+        decoded: list[list[Image.Image] | BadImage] = []
+        for own in pictures:
+            try:
+                decoded.append([open_image(x) if isinstance(x, bytes | bytearray) else x for x in own])
+            except BadImage as exc:
+                decoded.append(exc)
+        readable = [i for i, d in enumerate(decoded) if not isinstance(d, BadImage)]
+        if len(readable) < len(batch):
+            results: list[DrawnImage | Exception] = [d for d in decoded]  # type: ignore[misc]
+            if readable:
+                drawn = self._draw([batch[i] for i in readable], on_step, [decoded[i] for i in readable])
+                for i, item in zip(readable, drawn, strict=True):
+                    results[i] = item
+            return results
+        return self._draw_readable(batch, on_step, decoded)  # type: ignore[arg-type]
+
+    def _draw_readable(
+        self, batch: list[GenerationParams], on_step: StepCallback, pictures: list[Pictures]
+    ) -> list[DrawnImage | Exception]:
         try:
-            return list(self._pipes.draw(batch, on_step))
+            return list(self._pipes.draw(batch, on_step, pictures))
         except torch.OutOfMemoryError:
             log.warning("out of GPU memory on %s with a batch of %d", self.device, len(batch))
         # Outside the except block, so the traceback (and the tensors its frames hold)
@@ -66,7 +94,7 @@ class DeviceWorker:
         if len(batch) == 1:
             return [OutOfMemory()]
         half = len(batch) // 2
-        return self._draw(batch[:half], on_step) + self._draw(batch[half:], on_step)
+        return self._draw(batch[:half], on_step, pictures[:half]) + self._draw(batch[half:], on_step, pictures[half:])
 
     def _empty_cache(self) -> None:
         if self.device.type == "cuda":

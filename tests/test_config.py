@@ -242,7 +242,7 @@ def test_a_bad_telegram_api_url_is_one_line_at_start(
 
 
 # 15.9: nan and infinity are not numbers a setting can use; sides are whole 64-pixel tiles.
-FLOATS = ("DEFAULT_GUIDANCE", "DEFAULT_PRIOR_GUIDANCE", "PROGRESS_INTERVAL_S", "SHUTDOWN_GRACE_S")
+FLOATS = ("DEFAULT_GUIDANCE", "DEFAULT_PRIOR_GUIDANCE", "DEFAULT_STRENGTH", "PROGRESS_INTERVAL_S", "SHUTDOWN_GRACE_S")
 
 
 @pytest.mark.parametrize("name", FLOATS)
