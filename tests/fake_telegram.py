@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
+import io
 import json
 import re
 import time
@@ -22,6 +23,8 @@ BOT_USER = {"id": 4242, "is_bot": True, "first_name": "Kandinsky", "username": "
 # Who an anonymous group admin's messages come from, in every group.
 ANONYMOUS_ADMIN = {"id": 1087968824, "is_bot": True, "first_name": "Group", "username": "GroupAnonymousBot"}
 MAX_TEXT = 4096  # a message's text, counted after its HTML is parsed
+MAX_CAPTION = 1024  # a photo's or document's caption, likewise
+MAX_DOWNLOAD = 20 * 1024 * 1024  # getFile refuses bigger files to bots
 _ADMIN_RIGHTS = (
     "can_be_edited",
     "can_manage_chat",
@@ -44,6 +47,7 @@ class Call:
     data: dict[str, Any]
     files: dict[str, bytes] = field(default_factory=dict)
     at: float = field(default_factory=time.monotonic)
+    result: Any = None  # what the server answered (the message sent, for send* calls)
 
     @property
     def chat_id(self) -> int | None:
@@ -86,12 +90,18 @@ class FakeTelegram:
         self.url = ""
         # chat id -> ids of its admins, for getChatMember and getChatAdministrators
         self.chat_admins: dict[int, set[int]] = {}
+        # Files users sent and pictures the bot sent, by file_id (getFile and downloads).
+        self.files: dict[str, bytes] = {}
+        self._next_file = 1
+        # Every message of a chat, users' and the bot's, for replies: (chat id, message id).
+        self.messages: dict[tuple[int, int], dict[str, Any]] = {}
 
     # -- server --------------------------------------------------------------------
 
     async def start(self) -> str:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/bot{token}/{method}", self._handle)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._download)
         self._runner = web.AppRunner(app, access_log=None)  # its URLs hold the token
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -128,7 +138,10 @@ class FakeTelegram:
             if self.delays.get(method):
                 await asyncio.sleep(self.delays[method].pop(0))
             call = Call(method, data, files)
-            result = self._result_for(call)
+            try:
+                result = call.result = self._result_for(call)
+            except _BadRequest as exc:
+                return web.json_response({"ok": False, "error_code": 400, "description": str(exc)}, status=400)
             async with self._changed:
                 self.calls.append(call)
                 self._changed.notify_all()
@@ -137,6 +150,31 @@ class FakeTelegram:
                 assert request.transport is not None
                 request.transport.abort()  # no answer: the client sees the connection drop
         return web.json_response({"ok": True, "result": result})
+
+    async def _download(self, request: web.Request) -> web.Response:
+        """A file's bytes, as Telegram serves what getFile points at."""
+        if request.match_info["token"] != self.token:
+            return web.Response(status=401)
+        file_id = request.match_info["path"].removeprefix("files/")
+        if file_id not in self.files:
+            return web.Response(status=404)
+        return web.Response(body=self.files[file_id], content_type="application/octet-stream")
+
+    def add_file(self, data: bytes) -> str:
+        """Keep ``data`` as a file Telegram holds; returns its file_id."""
+        file_id = f"file{self._next_file}"
+        self._next_file += 1
+        self.files[file_id] = data
+        return file_id
+
+    def _photo_sizes(self, data: bytes) -> list[dict[str, Any]]:
+        """What Telegram sends for a photo: a thumbnail and the full picture (the last)."""
+        width, height = _image_size(data)
+        file_id = self.add_file(data)
+        thumb = {"file_id": f"{file_id}-thumb", "file_unique_id": f"u{file_id}-thumb", "width": 90, "height": 90}
+        self.files[f"{file_id}-thumb"] = data  # nobody should pick it: the full size is last
+        full = {"file_id": file_id, "file_unique_id": f"u{file_id}", "width": width, "height": height}
+        return [thumb, full | {"file_size": len(data)}]
 
     async def _get_updates(self, data: dict[str, Any]) -> list[dict[str, Any]]:
         offset = int(data.get("offset") or 0)
@@ -154,13 +192,15 @@ class FakeTelegram:
 
     def _message(self, chat_id: int, **content: Any) -> dict[str, Any]:
         self._next_message += 1
-        return {
+        message = {
             "message_id": self._next_message,
             "date": int(time.time()),
             "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "group"},
             "from": BOT_USER,
             **content,
         }
+        self.messages[(chat_id, self._next_message)] = message
+        return message
 
     def _result_for(self, call: Call) -> Any:
         data = call.data
@@ -171,17 +211,38 @@ class FakeTelegram:
         if call.method == "editMessageText":
             return self._message(call.chat_id or 0, text=data.get("text", ""))
         if call.method == "sendPhoto":
-            size = {"file_id": "photo", "file_unique_id": "photo", "width": 1, "height": 1}
-            return self._message(call.chat_id or 0, photo=[size], caption=data.get("caption"))
+            photo = self._photo_sizes(call.files.get("photo", b""))
+            return self._message(call.chat_id or 0, photo=photo, caption=data.get("caption"))
         if call.method == "sendDocument":
-            document = {"file_id": "doc", "file_unique_id": "doc", "file_name": "picture.png"}
+            content = call.files.get("document", b"")
+            document = {
+                "file_id": self.add_file(content),
+                "file_unique_id": f"u{self._next_file}",
+                "file_name": "picture.png",
+                "mime_type": "image/png",
+                "file_size": len(content),
+            }
             return self._message(call.chat_id or 0, document=document, caption=data.get("caption"))
+        if call.method == "getFile":
+            return self._file(str(data.get("file_id")))
         if call.method == "getChatMember":
             return self._member(int(data["chat_id"]), int(data["user_id"]))
         if call.method == "getChatAdministrators":
             chat_id = int(data["chat_id"])
             return [self._member(chat_id, user_id) for user_id in sorted(self.chat_admins.get(chat_id, ()))]
         return True  # deleteMessage, sendChatAction, answerCallbackQuery, setMyCommands, ...
+
+    def _file(self, file_id: str) -> dict[str, Any]:
+        if file_id not in self.files:
+            raise _BadRequest("Bad Request: invalid file_id")
+        if len(self.files[file_id]) > MAX_DOWNLOAD:
+            raise _BadRequest("Bad Request: file is too big")
+        return {
+            "file_id": file_id,
+            "file_unique_id": f"u{file_id}",
+            "file_size": len(self.files[file_id]),
+            "file_path": f"files/{file_id}",
+        }
 
     def _member(self, chat_id: int, user_id: int) -> dict[str, Any]:
         user = {"id": user_id, "is_bot": False, "first_name": f"user{user_id}"}
@@ -212,10 +273,76 @@ class FakeTelegram:
         chat_id: int | None = None,
         lang: str = "en",
         anonymous: bool = False,
+        reply_to: int | None = None,
     ) -> int:
         """A user writes ``text``; returns the new message's id. Negative chat ids are groups.
         ``anonymous``: an anonymous admin of the group writes it, as Telegram shows them:
-        from GroupAnonymousBot, with the group as ``sender_chat``."""
+        from GroupAnonymousBot, with the group as ``sender_chat``. ``reply_to``: the id of
+        a message of this chat (a user's or the bot's) it answers."""
+        return await self.send_message(
+            {"text": text}, user_id=user_id, chat_id=chat_id, lang=lang, anonymous=anonymous, reply_to=reply_to
+        )
+
+    async def send_photo(
+        self,
+        data: bytes,
+        caption: str | None = None,
+        *,
+        user_id: int = 1,
+        chat_id: int | None = None,
+        lang: str = "en",
+        media_group_id: str | None = None,
+        reply_to: int | None = None,
+    ) -> int:
+        """A user sends a photo (Telegram keeps ``data`` as sent; its sizes are read from
+        it when it is a picture), with an optional caption; returns the message's id."""
+        content: dict[str, Any] = {"photo": self._photo_sizes(data)}
+        if caption is not None:
+            content["caption"] = caption
+        if media_group_id is not None:
+            content["media_group_id"] = media_group_id
+        return await self.send_message(content, user_id=user_id, chat_id=chat_id, lang=lang, reply_to=reply_to)
+
+    async def send_document(
+        self,
+        data: bytes,
+        caption: str | None = None,
+        *,
+        file_name: str = "picture.png",
+        mime_type: str = "image/png",
+        user_id: int = 1,
+        chat_id: int | None = None,
+        lang: str = "en",
+        media_group_id: str | None = None,
+        reply_to: int | None = None,
+    ) -> int:
+        """A user sends a file (e.g. a picture "as a file", uncompressed)."""
+        document = {
+            "file_id": self.add_file(data),
+            "file_unique_id": f"u{self._next_file}",
+            "file_name": file_name,
+            "mime_type": mime_type,
+            "file_size": len(data),
+        }
+        content: dict[str, Any] = {"document": document}
+        if caption is not None:
+            content["caption"] = caption
+        if media_group_id is not None:
+            content["media_group_id"] = media_group_id
+        return await self.send_message(content, user_id=user_id, chat_id=chat_id, lang=lang, reply_to=reply_to)
+
+    async def send_message(
+        self,
+        content: dict[str, Any],
+        *,
+        user_id: int = 1,
+        chat_id: int | None = None,
+        lang: str = "en",
+        anonymous: bool = False,
+        reply_to: int | None = None,
+    ) -> int:
+        """A user sends a message with ``content`` (Bot API fields: text, photo, sticker,
+        caption, ...); command entities are added for a leading /command."""
         chat_id = user_id if chat_id is None else chat_id
         self._next_message += 1
         chat = {"id": chat_id, "type": "private" if chat_id > 0 else "group", "title": "group"}
@@ -224,14 +351,19 @@ class FakeTelegram:
             "date": int(time.time()),
             "chat": chat,
             "from": {"id": user_id, "is_bot": False, "first_name": f"user{user_id}", "language_code": lang},
-            "text": text,
+            **content,
         }
         if anonymous:
             message["from"] = ANONYMOUS_ADMIN
             message["sender_chat"] = chat
-        if text.startswith("/"):
-            command = text.split()[0]
-            message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
+        for field_name, entities in (("text", "entities"), ("caption", "caption_entities")):
+            value = content.get(field_name)
+            if isinstance(value, str) and value.startswith("/"):
+                command = value.split()[0]
+                message[entities] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
+        if reply_to is not None:
+            message["reply_to_message"] = self.messages[(chat_id, reply_to)]
+        self.messages[(chat_id, self._next_message)] = message
         await self._push({"message": message})
         return self._next_message
 
@@ -244,7 +376,10 @@ class FakeTelegram:
             "id": query_id,
             "from": {"id": user_id, "is_bot": False, "first_name": "u", "language_code": lang},
             "chat_instance": "ci",
-            "message": self._message(message.chat_id or 0, text=message.data.get("text", "")),
+            # The message as the bot sent it (a photo with its caption, ...), else its text.
+            "message": message.result
+            if isinstance(message.result, dict)
+            else self._message(message.chat_id or 0, text=message.data.get("text", "")),
         }
         if callback_data is not None:
             query["data"] = callback_data
@@ -267,6 +402,21 @@ class FakeTelegram:
         return self.find(method, **match)
 
 
+class _BadRequest(Exception):
+    """Telegram's 400 answer, with its description."""
+
+
+def _image_size(data: bytes) -> tuple[int, int]:
+    """A picture's size as Telegram reports it; 1x1 for bytes that are no picture."""
+    from PIL import Image  # only the tests need Pillow here
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.size
+    except Exception:
+        return 1, 1
+
+
 def _matches(call: Call, match: dict[str, Any]) -> bool:
     for key, expected in match.items():
         if key == "chat_id":
@@ -281,15 +431,20 @@ def _matches(call: Call, match: dict[str, Any]) -> bool:
 
 
 def _text_too_long(method: str, data: dict[str, Any]) -> dict[str, Any] | None:
-    """Telegram's answer to a message text over 4096 characters (after its HTML is parsed)."""
-    if method not in ("sendMessage", "editMessageText"):
+    """Telegram's answer to a message text over 4096 characters or a caption over 1024
+    (after the HTML is parsed)."""
+    if method in ("sendMessage", "editMessageText"):
+        field_name, limit, what = "text", MAX_TEXT, "message is too long"
+    elif method in ("sendPhoto", "sendDocument", "editMessageCaption"):
+        field_name, limit, what = "caption", MAX_CAPTION, "message caption is too long"
+    else:
         return None
-    text = str(data.get("text") or "")
+    text = str(data.get(field_name) or "")
     if data.get("parse_mode") == "HTML":
         text = html.unescape(re.sub(r"<[^>]*>", "", text))
-    if len(text) <= MAX_TEXT:
+    if len(text) <= limit:
         return None
-    return {"ok": False, "error_code": 400, "description": "Bad Request: message is too long"}
+    return {"ok": False, "error_code": 400, "description": f"Bad Request: {what}"}
 
 
 async def _read_form(request: web.Request) -> tuple[dict[str, Any], dict[str, bytes]]:
