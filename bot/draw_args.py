@@ -36,6 +36,7 @@ _RATIO = re.compile(r"^(\d+(?:[.,]\d+)?)\s*[:/xX×хХ]\s*(\d+(?:[.,]\d+)?)$")
 ECHO_MAX = 50  # a value repeated back in an error is cut to this: a reply holds 4096 characters
 # Shown as nothing although not "format" characters: Hangul fillers, the braille blank.
 _BLANKS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+_NUMBER_LIST = re.compile(r"[\d.,;%]+(?:[\s,;]+[\d.,;%]+)*")
 
 
 class DrawArgsError(ValueError):
@@ -54,8 +55,22 @@ class DrawRequest:
     seed_given: bool
 
 
+# Options only requests drawn from pictures take (bot/handlers/pictures.py): each command
+# names the ones it allows; /draw on its own refuses them as unknown.
+PICTURE_OPTIONS = {"strength": "--strength 0.6", "weights": "--weights 0.3,0.7"}
+
+
 def parse_draw_args(args: str | None, limits: DrawLimits) -> DrawRequest:
     """Turn the text after ``/draw`` into a request. Raises DrawArgsError."""
+    prompt, values, as_document = split_draw_args(args)
+    return request_from_options(prompt, values, limits, as_document=as_document)
+
+
+def split_draw_args(args: str | None, extra: tuple[str, ...] = ()) -> tuple[str, dict[str, str], bool]:
+    """The text after a command as (prompt, option values by name without ``--``, --file
+    given). ``extra``: names of PICTURE_OPTIONS also accepted. Raises DrawArgsError."""
+    examples = _EXAMPLES | {name: PICTURE_OPTIONS[name] for name in extra}
+    available = ", ".join((*OPTIONS, *(f"--{name}" for name in extra)))
     text = _DASHES.sub(r"\1--", (args or "").strip())
     parts = _OPTION.split(text)
     prompt_words = [parts[0]]
@@ -77,17 +92,21 @@ def parse_draw_args(args: str | None, limits: DrawLimits) -> DrawRequest:
             if is_blank(_unquote(rest)):
                 raise DrawArgsError("missing_value", option="--neg", example=_EXAMPLES["neg"])
             values[name] = _unquote(rest)
-        elif name in _EXAMPLES:
-            value, _, extra = rest.partition(" ")
+        elif name in examples:
+            if name == "weights":  # "0.3, 0.7": a list may hold spaces
+                match = _NUMBER_LIST.match(rest)
+                value, after = (match.group().strip(), rest[match.end() :]) if match else ("", rest)
+            else:
+                value, _, after = rest.partition(" ")
             if not value:
-                raise DrawArgsError("missing_value", option=f"--{name}", example=_EXAMPLES[name])
+                raise DrawArgsError("missing_value", option=f"--{name}", example=examples[name])
             values[name] = value
-            prompt_words.append(extra)
+            prompt_words.append(after)
         else:
-            raise DrawArgsError("unknown_option", option=echo(f"--{name}"), available=", ".join(OPTIONS))
+            raise DrawArgsError("unknown_option", option=echo(f"--{name}"), available=available)
 
     prompt = _unquote(" ".join(w.strip() for w in prompt_words if w.strip()))
-    return request_from_options(prompt, values, limits, as_document=as_document)
+    return prompt, values, as_document
 
 
 def request_from_options(

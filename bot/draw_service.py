@@ -17,6 +17,7 @@ import html
 import logging
 import sqlite3
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aiogram import Bot
@@ -102,6 +103,7 @@ class DrawService:
         message_id: int,
         user_id: int,
         lang: str,
+        images: Sequence[bytes] = (),
     ) -> Ticket | None:
         """Journal and queue a request. None if this message was accepted before (Telegram
         sent the update again after a restart). Raises the engine's QueueFull,
@@ -112,7 +114,7 @@ class DrawService:
         if journal_id is None:
             return None
         try:
-            job = await self._engine.submit(params, user_id=user_id)
+            job = await self._engine.submit(params, user_id=user_id, images=images)
         except GenerationError:
             self._journal.remove(journal_id)
             raise
