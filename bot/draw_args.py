@@ -95,7 +95,7 @@ def split_draw_args(args: str | None, extra: tuple[str, ...] = ()) -> tuple[str,
         elif name in examples:
             if name == "weights":  # "0.3, 0.7": a list may hold spaces
                 match = _NUMBER_LIST.match(rest)
-                value, after = (match.group().strip(), rest[match.end() :]) if match else ("", rest)
+                value, after = (match.group().strip(), rest[match.end() :]) if match else rest.partition(" ")[::2]
             else:
                 value, _, after = rest.partition(" ")
             if not value:
