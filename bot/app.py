@@ -37,11 +37,15 @@ HANDLERS_GRACE_S = 5.0
 COMMANDS = {
     "en": [
         ("draw", "Draw a picture: /draw a red fox in the snow"),
+        ("vary", "A variation of a photo: send it with /vary, or reply /vary"),
+        ("mix", "Blend 2-4 photos: an album captioned /mix"),
         ("help", "How to ask and all options"),
         ("status", "Is the bot ready, how many requests wait"),
     ],
     "ru": [
         ("draw", "Нарисовать: /draw a red fox in the snow"),
+        ("vary", "Вариация фото: подпишите его /vary или ответьте /vary"),
+        ("mix", "Смешать 2–4 фото: альбом с подписью /mix"),
         ("help", "Как просить и все параметры"),
         ("status", "Готов ли бот, сколько запросов ждут"),
     ],

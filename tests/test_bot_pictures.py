@@ -170,6 +170,14 @@ async def test_captionless_photo_in_a_private_chat_is_a_variation(
     assert not bot.find("sendMessage", chat_id=25, text_contains="Send me a description")
 
 
+async def test_static_sticker_in_a_private_chat_is_a_variation(bot: FakeTelegram) -> None:
+    sticker = {"file_id": bot.add_file(photo(12, (64, 256), "WEBP")), "file_unique_id": "us", "type": "regular",
+               "width": 64, "height": 256, "is_animated": False, "is_video": False}  # fmt: skip
+    await bot.send_message({"sticker": sticker}, user_id=31)
+    [result] = await bot.wait_for("sendPhoto", chat_id=31)
+    assert png_image(result.files["photo"]).size == (64, 128)
+
+
 async def test_vary_caption_with_a_text_steers_it(
     bot: FakeTelegram, settings: Settings, engine_pipes: KandinskyPipelines
 ) -> None:

@@ -215,3 +215,26 @@ def test_fuzz_never_raises_anything_else(args: str) -> None:
     assert p.width % 64 == 0 and p.height % 64 == 0
     assert 1 <= p.num_inference_steps <= 100
     assert 0 <= p.guidance_scale <= 20 and 0 <= p.prior_guidance_scale <= 20
+
+
+def test_picture_options_only_where_a_command_allows_them() -> None:
+    from bot.draw_args import split_draw_args
+
+    with pytest.raises(DrawArgsError) as refused:
+        parse_draw_args("a fox --strength 0.5", LIMITS)  # plain /draw: no picture to redraw
+    assert refused.value.key == "unknown_option"
+    assert split_draw_args("a fox --strength 0,6 --seed 3", ("strength",)) == (
+        "a fox",
+        {"strength": "0,6", "seed": "3"},
+        False,
+    )
+    # A list of weights may hold spaces; the words after it are the text.
+    assert split_draw_args("--weights 0.3, 0.7 in winter --file", ("weights",)) == (
+        "in winter",
+        {"weights": "0.3, 0.7"},
+        True,
+    )
+    assert split_draw_args("x --weights a,b", ("weights",))[1] == {"weights": "a,b"}
+    with pytest.raises(DrawArgsError) as unknown:
+        split_draw_args("x --weights 1,2", ("strength",))
+    assert unknown.value.key == "unknown_option" and "--strength" in str(unknown.value.params["available"])
