@@ -103,6 +103,7 @@ async def test_photo_with_draw_caption_redraws_it_keeping_its_shape(
     [result] = await bot.wait_for("sendPhoto", chat_id=20)
     assert result.reply_to == request_id
     assert "a watercolor" in result.data["caption"] and "seed 5" in result.data["caption"]
+    assert "Redrawn from the picture at <code>--strength 0.75</code>" in result.data["caption"]
     drawn = pixels(result.files["photo"])
     assert drawn.shape == (64, 128, 3)
     want = expected(engine_pipes, settings, [wide], prompt="a watercolor", width=128, height=64, seed=5,
@@ -155,6 +156,7 @@ async def test_reply_with_vary_to_a_photo_in_a_group(
     assert png_image(result.files["photo"]).size == (64, 128)  # the photo's shape
     want = expected(engine_pipes, settings, [tall], width=64, height=128, seed=11, mix=(MixPart(1.0, image=0),))
     assert np.abs(pixels(result.files["photo"]) - want).max() <= 2
+    assert "A variation of the picture" in result.data["caption"]
     assert len(bot.find("sendMessage", chat_id=-300)) == 1  # only the status message
 
 
@@ -168,6 +170,18 @@ async def test_captionless_photo_in_a_private_chat_is_a_variation(
                     mix=(MixPart(1.0, image=0),))  # fmt: skip
     assert np.abs(pixels(result.files["photo"]) - want).max() <= 2
     assert not bot.find("sendMessage", chat_id=25, text_contains="Send me a description")
+
+
+async def test_photo_with_a_plain_caption_in_a_private_chat_is_a_steered_variation(
+    bot: FakeTelegram, settings: Settings, engine_pipes: KandinskyPipelines
+) -> None:
+    picture = photo(6)
+    await bot.send_photo(picture, "in winter --seed 8", user_id=32)
+    [result] = await bot.wait_for("sendPhoto", chat_id=32)
+    want = expected(engine_pipes, settings, [picture], prompt="in winter", seed=8,
+                    mix=(MixPart(0.7, image=0), MixPart(0.3, text="in winter")))  # fmt: skip
+    assert np.abs(pixels(result.files["photo"]) - want).max() <= 2
+    assert "steered by «in winter»" in result.data["caption"]
 
 
 async def test_static_sticker_in_a_private_chat_is_a_variation(bot: FakeTelegram) -> None:
@@ -202,6 +216,7 @@ async def test_album_of_two_with_mix_and_weights(
     assert result.reply_to == request_id
     want = expected(engine_pipes, settings, [a, b], seed=12, mix=(MixPart(0.3, image=0), MixPart(0.7, image=1)))
     assert np.abs(pixels(result.files["photo"]) - want).max() <= 2
+    assert "A mix of picture 1, picture 2 · <code>--weights 0.3,0.7</code>" in result.data["caption"]
     await asyncio.sleep(1.5)
     assert len(bot.find("sendPhoto", chat_id=27)) == 1  # one request for the album
     assert len(bot.find("sendMessage", chat_id=27)) == 1  # its status message only
