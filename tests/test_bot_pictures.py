@@ -393,6 +393,20 @@ async def test_an_album_is_one_request_for_the_rate_limit(
         assert len(telegram.find("sendPhoto", chat_id=42)) == 1
 
 
+async def test_a_strangers_album_in_a_group_gets_one_refusal(
+    telegram: FakeTelegram, make_settings: Callable[..., Settings]
+) -> None:
+    async with running_bot(make_settings(telegram.url, ALLOWED_USER_IDS="1")):
+        await telegram.send_photo(photo(1), user_id=47, chat_id=-302, media_group_id="g10")
+        await telegram.send_photo(photo(2), user_id=47, chat_id=-302, media_group_id="g10")
+        await telegram.send_photo(photo(3), "/mix", user_id=47, chat_id=-303, media_group_id="g11")
+        await telegram.send_photo(photo(4), user_id=47, chat_id=-303, media_group_id="g11")
+        await telegram.wait_for("sendMessage", chat_id=-303, text_contains="private")
+        await asyncio.sleep(1.5)
+        assert not telegram.find("sendMessage", chat_id=-302)  # chatter, not for us
+        assert len(telegram.find("sendMessage", chat_id=-303)) == 1 and no_pictures(telegram, -303)
+
+
 async def test_help_explains_pictures_in_both_languages(bot: FakeTelegram) -> None:
     await bot.send_text("/help", user_id=43)
     [en] = await bot.wait_for("sendMessage", chat_id=43)

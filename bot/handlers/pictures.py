@@ -31,6 +31,7 @@ from bot.draw_args import DrawArgsError, is_blank, request_from_options, split_d
 from bot.draw_service import DrawService
 from bot.handlers.draw import reply
 from bot.keyboards import cancel_keyboard
+from bot.middlewares.access import is_allowed
 from bot.middlewares.rate_limit import ACCEPTED
 from bot.photos import Picture, download_pictures, has_media, media_message, picture_files
 from bot.picture_args import (
@@ -323,8 +324,13 @@ def create_router() -> Router:
     def album(message: Message) -> dict | bool:
         return {"albums": albums} if message.media_group_id is not None and has_media(message) else False
 
+    def allowed_album(message: Message, settings: Settings) -> dict | bool:
+        """A piece with no command for us is taken only from those who may ask: a stranger's
+        album in a group must not get a refusal per picture (its /mix piece gets one)."""
+        return is_allowed(settings, message.from_user, message.chat) and album(message)
+
     router.message.register(album_command, album, Command("draw", "vary", "mix"), flags=RATE_LIMITED)
-    router.message.register(album_piece, album)
+    router.message.register(album_piece, allowed_album)
     router.message.register(redraw, Command("draw"), _with_picture, flags=RATE_LIMITED)
     router.message.register(vary, Command("vary"), flags=RATE_LIMITED)
     router.message.register(mix, Command("mix"), flags=RATE_LIMITED)
