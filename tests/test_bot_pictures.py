@@ -355,15 +355,21 @@ BAD_INPUTS = {
 }
 
 
-@pytest.mark.parametrize("case", BAD_INPUTS)
-async def test_bad_input_gets_a_clear_answer_and_the_bot_keeps_serving(bot: FakeTelegram, case: str) -> None:
-    request_id = await _send(bot, case, user_id=40)
-    [answer] = await bot.wait_for("sendMessage", chat_id=40)
-    assert BAD_INPUTS[case] in answer.data["text"], answer.data["text"]
-    assert answer.reply_to in (request_id, None)
-    await bot.send_photo(photo(3), "/draw a fox --steps 2 --strength 0.5", user_id=40)
-    await bot.wait_for("sendPhoto", chat_id=40)
-    assert len(bot.find("sendPhoto", chat_id=40)) == 1
+async def test_bad_input_gets_a_clear_answer_and_the_bot_keeps_serving(bot: FakeTelegram) -> None:
+    """Every bad input at once (one bot, a user each): each gets its message in reply, no
+    picture, and the bot then still draws."""
+    users = {case: 100 + n for n, case in enumerate(BAD_INPUTS)}
+    requests = {case: await _send(bot, case, user_id=users[case]) for case in BAD_INPUTS}
+    for case, expected_text in BAD_INPUTS.items():
+        [answer] = await bot.wait_for("sendMessage", chat_id=users[case])
+        assert expected_text in answer.data["text"], (case, answer.data["text"])
+        assert answer.reply_to == requests[case], case
+    await bot.send_photo(photo(3), "/draw a fox --steps 2 --strength 0.5", user_id=99)
+    await bot.wait_for("sendPhoto", chat_id=99)
+    await asyncio.sleep(1.5)  # albums collected, anything late would have come
+    for case, user in users.items():
+        assert len(bot.find("sendMessage", chat_id=user)) == 1, case
+        assert no_pictures(bot, user), case
 
 
 async def test_bad_input_in_russian(bot: FakeTelegram) -> None:
