@@ -399,6 +399,18 @@ async def test_an_album_is_one_request_for_the_rate_limit(
         assert len(telegram.find("sendPhoto", chat_id=42)) == 1
 
 
+async def test_pending_cap_applies_to_pictures(telegram: FakeTelegram, make_settings: Callable[..., Settings]) -> None:
+    async with running_bot(make_settings(telegram.url, MAX_PENDING_PER_USER="1")):
+        await telegram.send_text("/draw a slow one --steps 30", user_id=48)
+        await telegram.wait_for("sendMessage", chat_id=48)  # accepted: its status message
+        await telegram.send_photo(photo(1), "/vary", user_id=48)
+        [busy] = await telegram.wait_for("sendMessage", chat_id=48, text_contains="as many requests waiting")
+        assert "(1)" in busy.data["text"]
+        await telegram.wait_for("sendPhoto", chat_id=48)
+        await asyncio.sleep(0.5)
+        assert len(telegram.find("sendPhoto", chat_id=48)) == 1
+
+
 async def test_a_strangers_album_in_a_group_gets_one_refusal(
     telegram: FakeTelegram, make_settings: Callable[..., Settings]
 ) -> None:
