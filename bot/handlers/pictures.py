@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import logging
+from collections.abc import Awaitable
 
 from aiogram import Bot, F, Router
 from aiogram.enums import ChatType
@@ -238,7 +239,17 @@ async def album_request(
 # -- accepting a request ----------------------------------------------------------------
 
 
-async def serve(message: Message, building, draws, engine, settings, lang) -> str | None:
+Built = tuple[GenerationParams, bool, list[Picture]]  # params, as a document, the pictures
+
+
+async def serve(
+    message: Message,
+    building: Awaitable[Built],
+    draws: DrawService,
+    engine: GenerationEngine,
+    settings: Settings,
+    lang: str,
+) -> str | None:
     """Build the request (``building``: a coroutine of (params, as_document, pictures)),
     answering what is wrong with it, then queue it; ACCEPTED if it was (only then does
     it count for the rate limit)."""
