@@ -198,7 +198,8 @@ class DrawService:
             self._tell(entry.chat_id, entry.message_id, failure_text(exc, entry.lang))
             return
         ticket = Ticket(entry.id, job, entry.chat_id, entry.message_id, entry.lang, entry.as_document)
-        notice = text(entry.lang, "recovered", prompt=html.escape(shorten(entry.params.prompt, 100)))
+        named = entry.params.prompt.strip() or text(entry.lang, "pics-core-untitled")  # a mix of pictures only
+        notice = text(entry.lang, "recovered", prompt=html.escape(shorten(named, 100)))
         self.follow(ticket, None, notice)
 
     def _settle_unreadable(self, row: Unreadable) -> None:

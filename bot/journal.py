@@ -56,6 +56,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     lang        TEXT    NOT NULL,
     params      TEXT    NOT NULL,   -- GenerationParams as JSON, seed included
     params_version INTEGER NOT NULL DEFAULT 0,  -- PARAMS_VERSION of the code that wrote it
+    images      INTEGER NOT NULL DEFAULT 0,  -- pictures it draws from, in inputs/<id>/<n>
     as_document INTEGER NOT NULL,
     state       TEXT    NOT NULL,
     error       TEXT,

@@ -295,14 +295,16 @@ async def test_a_row_whose_pictures_are_lost_is_failed_and_its_user_told(
     data = tmp_path / "data"
     journal = Journal.in_dir(str(data))
     lost = add(journal, 3, REDRAW, (A,), chat=41)
-    add(journal, 4, REDRAW, (A,), chat=42)
+    add(journal, 4, GenerationParams("", 64, 64, 2, 4.0, 1.0, seed=4, mix=(MixPart(1.0, image=0),)), (A,), chat=42)
     journal.close()
     (data / INPUTS_DIR / str(lost) / "0").unlink()
     async with running_bot(make_settings(telegram.url)):
         [told] = await telegram.wait_for("sendMessage", chat_id=41, text_contains="was lost")
         assert told.reply_to == 3
         [photo] = await telegram.wait_for("sendPhoto", chat_id=42, timeout=120)
-        assert "--strength 0.5" in photo.data["caption"]
+        assert photo.data["caption"].startswith("🌱 seed 4") and "A variation of the picture" in photo.data["caption"]
+        [notice] = telegram.find("sendMessage", chat_id=42, text_contains="The bot restarted")
+        assert "«a picture from your pictures»" in notice.data["text"]  # it has no text to name it
     with sqlite3.connect(data / "jobs.sqlite3") as db:
         rows = dict(db.execute("SELECT message_id, state || ' ' || COALESCE(error, '') FROM jobs"))
     assert rows[3].startswith("failed unreadable: pictures missing") and rows[4] == "sent "
@@ -325,6 +327,8 @@ async def test_sigkill_while_drawing_a_redraw_and_the_restart_delivers_it(
     bot = await BotProcess(env, tmp_path, "first.log").start()
     try:
         await telegram.wait_for("editMessageText", chat_id=60, text_contains="step", timeout=120)
+        progress = telegram.find("editMessageText", chat_id=60, text_contains="step")[0].data["text"]
+        assert progress.endswith("of 30.")  # the steps a redraw runs: 60 x 0.5
         with sqlite3.connect(data / "jobs.sqlite3") as db:
             assert db.execute("SELECT state FROM jobs WHERE id = ?", (job,)).fetchone() == ("running",)
     finally:

@@ -41,3 +41,6 @@ pics-core-caption-variation-text = 🔁 A variation of the picture, steered by {
 pics-core-caption-mix = 🔀 A mix of { $parts } · <code>--weights { $weights }</code>
 
 pics-core-part-picture = picture { $number }
+
+# What names a request without a text (a variation or mix of pictures only) in notices.
+pics-core-untitled = a picture from your pictures

@@ -47,3 +47,6 @@ pics-core-caption-variation-text = 🔁 Вариация картинки с у�
 pics-core-caption-mix = 🔀 Смесь: { $parts } · <code>--weights { $weights }</code>
 
 pics-core-part-picture = картинка { $number }
+
+# What names a request without a text (a variation or mix of pictures only) in notices.
+pics-core-untitled = картинка из ваших картинок
