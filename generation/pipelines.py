@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from generation.clip_processor import drop_pil_fallback_note
-from generation.compiled import CompiledByBatch
+from generation.compiled import CompiledByBatch, ready_thread_for_cuda_graphs
 from generation.images import open_image
 from generation.params import GenerationParams
 from generation.schedulers import decoder_scheduler, with_host_timesteps
@@ -100,6 +100,8 @@ class KandinskyPipelines:
         # A single request and a full batch run on static shapes, other batches on a dynamic
         # batch dimension (generation.compiled says why).
         graphs = "reduce-overhead" if cuda_graphs else "default"
+        if cuda_graphs:
+            ready_thread_for_cuda_graphs()  # this is the worker thread that will draw
         self._eager_unet, self._eager_prior = self.decoder.unet, self.prior.prior
         # The UNet is 90% of the work: full batches get static shapes too.
         self._unet = CompiledByBatch(self.decoder.unet, graphs, static_sizes=(1, self.max_batch))
