@@ -46,6 +46,60 @@ CASES = (("ddpm", 50), ("dpmpp", 25))  # the issue's comparison
 STOCK = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpmpp": DPMSolverMultistepScheduler}  # diffusers' own
 
 
+class TimedPipelines(KandinskyPipelines):
+    """The engine's pipelines with phase marks: CUDA events (GPU time) and the host clock
+    at the start, after the prior, at each decoder step queued and at the end."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.phases: list[dict] = []
+        self._marks: list[tuple[str, float, torch.cuda.Event | None]] = []
+        super().__init__(*args, **kwargs)
+
+    def _mark(self, name: str) -> None:
+        event = None
+        if self.device.type == "cuda":
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+        self._marks.append((name, time.perf_counter(), event))
+
+    def draw(self, batch, on_step=None, pictures=None):
+        self._marks = []
+        self._mark("start")
+        out = super().draw(batch, on_step, pictures)
+        self._mark("end")
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            first = self._marks[0][2]
+            gpu = [first.elapsed_time(e) / 1000 for _, _, e in self._marks]
+        else:
+            gpu = [h - self._marks[0][1] for _, h, _ in self._marks]
+        host = [h - self._marks[0][1] for _, h, _ in self._marks]
+        names = [n for n, _, _ in self._marks]
+        steps = [i for i, n in enumerate(names) if n.startswith("step")]
+        prior = names.index("prior")
+        self.phases.append(
+            {
+                "batch": len(batch),
+                "sampler": batch[0].sampler,
+                "gpu_prior_s": gpu[prior],
+                "gpu_step_ms": float(np.median(np.diff([gpu[i] for i in steps]))) * 1000,
+                "host_step_ms": float(np.median(np.diff([host[i] for i in steps]))) * 1000,
+                "gpu_decode_s": gpu[-1] - gpu[steps[-1]],
+                "gpu_total_s": gpu[-1],
+                "host_total_s": host[-1],
+            }
+        )
+        return out
+
+    def _embeddings(self, *args, **kwargs):
+        out = super()._embeddings(*args, **kwargs)
+        self._mark("prior")
+        return out
+
+    def _step_queued(self, step: int) -> None:
+        self._mark(f"step{step}")
+
+
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -69,6 +123,7 @@ async def engine_cases(cfg, pipes: KandinskyPipelines, device: torch.device, res
             log(f"{sampler}@{steps}: warm-up request {time.perf_counter() - t0:.2f} s")
             for users, rounds in ((1, cfg.single), (16, cfg.rounds)):
                 lat, walls, batches = [], [], collections.Counter()
+                pipes.phases.clear()
                 for r in range(rounds):
                     if device.type == "cuda":
                         torch.cuda.reset_peak_memory_stats(device)
@@ -101,11 +156,18 @@ async def engine_cases(cfg, pipes: KandinskyPipelines, device: torch.device, res
                     "peak_gib": torch.cuda.max_memory_allocated(device) / 1024**3 if device.type == "cuda" else None,
                     "latencies": lat,
                     "round_walls_s": walls,
+                    "phases_median": {
+                        k: float(np.median([p[k] for p in pipes.phases]))
+                        for k in pipes.phases[0]
+                        if k not in ("batch", "sampler")
+                    },
+                    "phases": list(pipes.phases),
                 }
                 results.append(res)
                 log(
                     f"{res['case']}: median {res['median_s']:.3f} s, p95 {res['p95_s']:.3f} s, "
-                    f"{res['images_per_s']:.3f} img/s, batches {res['batch_sizes']}"
+                    f"{res['images_per_s']:.3f} img/s, batches {res['batch_sizes']}, "
+                    f"phases {json.dumps({k: round(v, 4) for k, v in res['phases_median'].items()})}"
                 )
                 save()
     finally:
@@ -207,7 +269,7 @@ def main() -> None:
     t0 = time.perf_counter()
     try:
         prior, decoder = build_pipelines(device, dtype, tiny=cfg.tiny)
-        pipes = KandinskyPipelines(prior, decoder, device, prior_steps=cfg.prior_steps, compile="off", max_batch=8)
+        pipes = TimedPipelines(prior, decoder, device, prior_steps=cfg.prior_steps, compile="off", max_batch=8)
         pipes.warm_up(cfg.size, cfg.size, batch_sizes=(1, 8))
         info["build_and_warm_up_s"] = time.perf_counter() - t0
         log(f"built and warmed up in {info['build_and_warm_up_s']:.1f} s")
