@@ -56,6 +56,9 @@ def caption(params: GenerationParams, result: GenerationResult, lang: str) -> st
             steps=params.num_inference_steps,
             seconds=result.seconds,
         )
+        # Always named (the default too): seed, steps and sampler repeat the picture.
+        + " · "
+        + text(lang, "sampler-caption", sampler=params.sampler)
     ]
     if result.prompt_truncated:
         lines.append(text(lang, "caption_truncated"))

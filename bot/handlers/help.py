@@ -9,24 +9,27 @@ from aiogram.types import Message
 from bot.texts import text
 from config import Settings
 from generation import GenerationEngine
+from generation.samplers import SAMPLER_NAMES, sampler_steps
 
 
 def help_text(lang: str, settings: Settings, devices: list[str]) -> str:
     """The help, saying where pictures are drawn: the engine's devices, as resolved
     (DEVICE=auto on a machine without a GPU draws on the CPU)."""
     on_gpu = any(device.startswith("cuda") for device in devices)
-    return text(
+    steps = {name: sampler_steps(name, settings.default_steps) for name in SAMPLER_NAMES}
+    body = text(
         lang,
         "help",
         where=text(lang, "help_where_gpu" if on_gpu else "help_where_cpu"),
         max_side=settings.max_side,
         max_steps=settings.max_steps,
-        steps=settings.default_steps,
+        steps=steps[settings.default_sampler],
         guidance=settings.default_guidance,
         prior_guidance=settings.default_prior_guidance,
         width=settings.default_width,
         height=settings.default_height,
     )
+    return body + "\n\n" + text(lang, "sampler-help", default=settings.default_sampler, **steps)
 
 
 async def show_help(message: Message, settings: Settings, engine: GenerationEngine, lang: str) -> None:
