@@ -33,7 +33,7 @@ DTYPES: tuple[str, ...] = typing.get_args(Dtype)
 LOG_LEVELS: tuple[str, ...] = typing.get_args(LogLevel)
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 # The routes of the HTTP API (bot/web/api.py): a webhook on one of these would never see an update.
-HTTP_API_PATHS = ("/", "/health", "/generate", "/reload", "/metrics")
+HTTP_API_PATHS = ("/", "/health", "/generate", "/img2img", "/variations", "/mix", "/reload", "/metrics")
 # Telegram's secret_token is 1-256 of these characters; a guessable short one is refused.
 WEBHOOK_SECRET_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,256}")
 TILE = 64  # Kandinsky's MoVQ works in 64-pixel tiles

@@ -2,6 +2,9 @@
 
 python main.py                  run the bot (settings from .env and the environment)
 python main.py draw "a red fox" -o fox.png [--size 512x512 --steps 30 ...]
+python main.py draw "a watercolor" --image in.png --strength 0.6 -o out.png
+python main.py vary in.png [text] -o out.png
+python main.py mix a.png b.png "in winter" --weights 0.4,0.4,0.2 -o out.png
 python main.py prefetch         download both models into the Hugging Face cache
 """
 
@@ -50,23 +53,51 @@ def parse_command_line(argv: list[str]) -> argparse.Namespace:
         allow_abbrev=False,
     )
     draw.add_argument("prompt", nargs="+", help="what to draw, in quotes")
-    draw.add_argument("-o", "--output", default="picture.png", help="PNG file to write (default: picture.png)")
-    # The values stay text: the /draw parser checks them, with the messages users get in Telegram.
-    draw.add_argument("--neg", "--no", "--negative", dest="neg", metavar="TEXT", help="what to avoid")
-    draw.add_argument("--size", metavar="WxH", help="size, sides from 64 to MAX_SIDE (rounded to 64)")
-    draw.add_argument("--ar", "--aspect", dest="ar", metavar="W:H", help="aspect ratio at about the default size")
-    draw.add_argument("--steps", metavar="N", help="decoder steps, 1 to MAX_STEPS")
-    draw.add_argument("--seed", metavar="N", help="repeat a picture exactly")
-    draw.add_argument("--guidance", metavar="X", help="how closely to follow the text, 0 to 20")
-    draw.add_argument("--prior-guidance", "--prior_guidance", dest="prior_guidance", metavar="X", help="0 to 20")
-    draw.add_argument("--sampler", metavar="NAME", help="ddpm, ddim or dpmpp (default: DEFAULT_SAMPLER)")
-    draw.add_argument("--file", action="store_true", help=argparse.SUPPRESS)  # /draw's; refused below
+    draw.add_argument("--image", metavar="FILE", help="redraw this picture (img2img) as the text says")
+    draw.add_argument("--strength", metavar="X", help="with --image: how much may change, 0.05 to 1 (DEFAULT_STRENGTH)")
+    _drawing_options(draw)
+    vary = commands.add_parser(
+        "vary",
+        help="draw a variation of a picture",
+        description="Draw a new picture like IMAGE, optionally steered by a text.",
+        allow_abbrev=False,
+    )
+    vary.add_argument("image", metavar="IMAGE", help="the picture to vary")
+    vary.add_argument("prompt", nargs="*", help="a text that steers it (optional)")
+    vary.add_argument("--weights", metavar="P,T", help="weights of the picture and the text (default 0.7,0.3)")
+    _drawing_options(vary)
+    mix = commands.add_parser(
+        "mix",
+        help="blend 2 to 4 pictures and texts",
+        description="Blend 2 to 4 inputs: each an existing picture file, else a text.",
+        allow_abbrev=False,
+    )
+    mix.add_argument("inputs", nargs="+", metavar="INPUT", help="a picture file or a text, 2 to 4 in all")
+    mix.add_argument("--weights", metavar="W,W,...", help="one weight per input, in order (default: equal)")
+    _drawing_options(mix)
     commands.add_parser("prefetch", help="download both models into the Hugging Face cache (HF_HOME)")
     commands.add_parser("health", help="exit 0 if the running bot's /health says healthy (needs HTTP_PORT)")
     args = parser.parse_args(argv)
-    if args.command == "draw" and args.file:
+    if args.command in DRAWING_COMMANDS and args.file:
         draw.error("--file is for Telegram (send the PNG as a file); here the PNG is always written to -o FILE")
     return args
+
+
+DRAWING_COMMANDS = ("draw", "vary", "mix")
+
+
+def _drawing_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("-o", "--output", default="picture.png", help="PNG file to write (default: picture.png)")
+    # The values stay text: the /draw parser checks them, with the messages users get in Telegram.
+    command.add_argument("--neg", "--no", "--negative", dest="neg", metavar="TEXT", help="what to avoid")
+    command.add_argument("--size", metavar="WxH", help="size, sides from 64 to MAX_SIDE (rounded to 64)")
+    command.add_argument("--ar", "--aspect", dest="ar", metavar="W:H", help="aspect ratio at about the default size")
+    command.add_argument("--steps", metavar="N", help="decoder steps, 1 to MAX_STEPS")
+    command.add_argument("--seed", metavar="N", help="repeat a picture exactly")
+    command.add_argument("--guidance", metavar="X", help="how closely to follow the text, 0 to 20")
+    command.add_argument("--prior-guidance", "--prior_guidance", dest="prior_guidance", metavar="X", help="0 to 20")
+    command.add_argument("--sampler", metavar="NAME", help="ddpm, ddim or dpmpp (default: DEFAULT_SAMPLER)")
+    command.add_argument("--file", action="store_true", help=argparse.SUPPRESS)  # /draw's; refused below
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,14 +109,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Configuration error: {exc}", file=sys.stderr)
         return 2
     # The command line shows its own progress; its log shows only what went wrong.
-    quiet = command in ("draw", "prefetch") and settings.log_level != "DEBUG"
+    quiet = command in (*DRAWING_COMMANDS, "prefetch") and settings.log_level != "DEBUG"
     setup_logging("WARNING" if quiet else settings.log_level, secrets_of(settings))
     if command == "health":
         return health(settings)
     from bot.startup_checks import StartupError, check_data_dir, check_journal
 
     try:
-        request = draw_request(settings, args) if command == "draw" else None
+        request, images = draw_job(settings, args) if command in DRAWING_COMMANDS else (None, [])
         check_data_dir(settings.data_dir)  # before torch is imported: it writes there
         if command == "run":
             check_journal(settings.data_dir)
@@ -94,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     use_compile_cache(settings)
     if request is not None:
-        return draw_once(settings, request, Path(args.output))
+        return draw_once(settings, request, Path(args.output), images)
     if command == "prefetch":
         return prefetch(settings)
     from bot.app import run_bot  # after logging is set: importing torch takes seconds
@@ -133,11 +164,16 @@ class _BadDrawOptions(Exception):
 
 
 def draw_request(settings: Settings, args: argparse.Namespace) -> DrawRequest:
-    """The CLI's arguments as a /draw request, checked without importing torch. The
-    arguments arrive split by the shell and are passed on as they are, not re-quoted."""
-    from bot.draw_args import DrawArgsError, request_from_options
+    """The request of :func:`draw_job`."""
+    return draw_job(settings, args)[0]
+
+
+def draw_job(settings: Settings, args: argparse.Namespace) -> tuple[DrawRequest, list[bytes]]:
+    """The CLI's arguments as a request and the pictures it draws from, checked without
+    importing torch. The arguments arrive split by the shell and are passed on as they
+    are, not re-quoted."""
+    from bot.draw_args import DrawArgsError
     from bot.texts import plain, text
-    from generation.composition import request_limits
 
     options = {
         "neg": args.neg,
@@ -151,9 +187,74 @@ def draw_request(settings: Settings, args: argparse.Namespace) -> DrawRequest:
     }
     values = {name: value for name, value in options.items() if value is not None}
     try:
-        return request_from_options(" ".join(args.prompt), values, request_limits(settings))
+        return _request(settings, args, values)
     except DrawArgsError as exc:
         raise _BadDrawOptions(plain(text("en", exc.key, **exc.params))) from None
+
+
+def _request(settings: Settings, args: argparse.Namespace, values: dict[str, str]) -> tuple[DrawRequest, list[bytes]]:
+    """draw (text, or img2img with --image), vary, mix. Raises DrawArgsError or _BadDrawOptions."""
+    import dataclasses
+
+    from bot.draw_args import request_from_options
+    from bot.picture_args import (
+        base_request,
+        check_picture_sync,
+        img2img_params,
+        mix_params,
+        mix_parts,
+        parse_strength,
+        variation_parts,
+    )
+    from generation.composition import request_limits
+
+    limits = request_limits(settings)
+    if args.command == "draw":
+        request = request_from_options(" ".join(args.prompt), values, limits)
+        if args.image is None:
+            if args.strength is not None:
+                raise _BadDrawOptions("--strength needs --image FILE: the picture to redraw")
+            return request, []
+        strength = parse_strength(args.strength, limits)
+        image = _read_picture(args.image)
+        size = check_picture_sync(image)
+        keep_shape = "size" not in values and "ar" not in values
+        params = img2img_params(request.params, strength, size if keep_shape else None, limits)
+        return dataclasses.replace(request, params=params), [image]
+    if args.command == "vary":
+        text = " ".join(args.prompt)
+        request = base_request(text, values, limits)
+        parts = variation_parts(text, limits, args.weights)
+        image = _read_picture(args.image)
+        check_picture_sync(image)
+        return dataclasses.replace(request, params=mix_params(request.params, parts)), [image]
+    # mix: an existing file is a picture, anything else a text
+    inputs: list[str | int] = []
+    images: list[bytes] = []
+    for item in args.inputs:
+        if Path(item).is_file():
+            inputs.append(len(images))
+            images.append(_read_picture(item))
+        else:
+            inputs.append(item)
+    parts = mix_parts(inputs, args.weights, limits)
+    texts = [part.text for part in parts if part.text]
+    request = base_request(None, values, limits)
+    for image in images:
+        check_picture_sync(image)
+    params = dataclasses.replace(mix_params(request.params, parts), prompt=" · ".join(texts))
+    return dataclasses.replace(request, params=params), images
+
+
+def _read_picture(path: str) -> bytes:
+    from generation.images import MAX_IMAGE_BYTES
+
+    try:
+        with open(path, "rb") as file:
+            data = file.read(MAX_IMAGE_BYTES + 1)  # more is refused: no need to read it all
+    except OSError as exc:
+        raise _BadDrawOptions(f"Cannot read the picture {path}: {exc.strerror or exc}") from None
+    return data
 
 
 def quiet_libraries() -> None:
@@ -168,7 +269,7 @@ def quiet_libraries() -> None:
         library.disable_progress_bar()
 
 
-def draw_once(settings: Settings, request: DrawRequest, output: Path) -> int:
+def draw_once(settings: Settings, request: DrawRequest, output: Path, images: list[bytes] | None = None) -> int:
     """One picture through the same engine the bot uses: a bar while the models load,
     then one for the decoder's steps."""
     quiet_libraries()
@@ -176,18 +277,19 @@ def draw_once(settings: Settings, request: DrawRequest, output: Path) -> int:
 
     from generation import GenerationError
     from generation.composition import create_engine
+    from generation.pipelines import decoder_steps
 
     async def run() -> int:
         engine = create_engine(settings, warm_up_size=(request.params.width, request.params.height))
         await engine.start()
         try:
-            job = await engine.submit(request.params, user_id=0)
+            job = await engine.submit(request.params, user_id=0, images=images or ())
             with tqdm(desc="loading models", bar_format="{desc}: {elapsed}") as loading:
                 while not (job.started.is_set() or job.future.done()):
                     await asyncio.sleep(0.1)
                     loading.refresh()
             if not job.future.done():  # else loading failed: no bar for a drawing that never starts
-                total = request.params.num_inference_steps
+                total = decoder_steps(request.params)  # a redraw runs steps x strength
                 with tqdm(total=total, desc="drawing", unit="step") as bar:
                     while not job.future.done():
                         await asyncio.wait({job.future}, timeout=0.2)

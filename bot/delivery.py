@@ -45,24 +45,60 @@ def shorten(prompt: str, limit: int = CAPTION_PROMPT_CHARS) -> str:
 
 
 def caption(params: GenerationParams, result: GenerationResult, lang: str) -> str:
+    prompt = params.prompt.strip()
     lines = [
         text(
             lang,
             "caption",
-            prompt=f"<i>{html.escape(shorten(params.prompt))}</i>",
+            prompt=f"<i>{html.escape(shorten(prompt))}</i>" if prompt else "",
             seed=result.seed,
             width=result.width,
             height=result.height,
             steps=params.num_inference_steps,
             seconds=result.seconds,
-        )
+        ).lstrip()  # a variation or mix of pictures may have no text: no empty first line
         # Always named (the default too): seed, steps and sampler repeat the picture.
         + " · "
         + text(lang, "sampler-caption", sampler=params.sampler)
     ]
+    made = how_made(params, lang)
+    if made:
+        lines.append(made)
     if result.prompt_truncated:
         lines.append(text(lang, "caption_truncated"))
     return "\n".join(lines)
+
+
+def _option_number(value: float) -> str:
+    """A number as it is typed back into an option (a dot, at most 3 decimals), whatever
+    the language: the caption says how to repeat the picture."""
+    return f"{value:.3f}".rstrip("0").rstrip(".") or "0"
+
+
+def how_made(params: GenerationParams, lang: str) -> str | None:
+    """The caption line that says what a picture was drawn from (None for text to image):
+    a redraw with its strength, a variation, a mix with its weights."""
+    kind = params.kind
+    if kind == "img2img":
+        return text(lang, "pics-core-caption-img2img", strength=_option_number(params.strength))
+    if kind == "text":
+        return None
+    weights = ",".join(_option_number(part.weight) for part in params.mix)
+    texts = [part.text for part in params.mix if part.text is not None]
+    if kind == "variation":
+        if not texts:
+            return text(lang, "pics-core-caption-variation")
+        steer = f"«{html.escape(shorten(texts[0], 100))}»"
+        return text(lang, "pics-core-caption-variation-text", text=steer, weights=weights)
+    pictures = 0
+    names = []
+    for part in params.mix:
+        if part.image is not None:
+            pictures += 1
+            names.append(text(lang, "pics-core-part-picture", number=pictures))
+        else:
+            names.append(f"«{html.escape(shorten(part.text or '', 100))}»")
+    return text(lang, "pics-core-caption-mix", parts=", ".join(names), weights=weights)
 
 
 async def send_picture(

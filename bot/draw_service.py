@@ -17,6 +17,7 @@ import html
 import logging
 import sqlite3
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aiogram import Bot
@@ -102,17 +103,26 @@ class DrawService:
         message_id: int,
         user_id: int,
         lang: str,
+        images: Sequence[bytes] = (),
     ) -> Ticket | None:
-        """Journal and queue a request. None if this message was accepted before (Telegram
-        sent the update again after a restart). Raises the engine's QueueFull,
-        UserQueueFull or ModelsUnavailable, and then nothing stays in the journal."""
+        """Journal and queue a request; ``images``: the pictures it draws from (file bytes,
+        checked already), kept under the data dir until it ends. None if this message was
+        accepted before (Telegram sent the update again after a restart). Raises the
+        engine's QueueFull, UserQueueFull or ModelsUnavailable, and then nothing stays in
+        the journal."""
         journal_id = self._journal.add(
-            chat_id=chat_id, message_id=message_id, user_id=user_id, lang=lang, params=params, as_document=as_document
+            chat_id=chat_id,
+            message_id=message_id,
+            user_id=user_id,
+            lang=lang,
+            params=params,
+            as_document=as_document,
+            images=images,
         )
         if journal_id is None:
             return None
         try:
-            job = await self._engine.submit(params, user_id=user_id)
+            job = await self._engine.submit(params, user_id=user_id, images=images)
         except GenerationError:
             self._journal.remove(journal_id)
             raise
@@ -180,20 +190,23 @@ class DrawService:
     async def _requeue(self, entry: Entry) -> None:
         self._journal.mark(entry.id, State.QUEUED)  # was it running: it starts over
         try:
-            job = await self._engine.submit(entry.params, user_id=entry.user_id, enforce_limits=False)
+            job = await self._engine.submit(
+                entry.params, user_id=entry.user_id, images=entry.images, enforce_limits=False
+            )
         except GenerationError as exc:  # the models failed to load: say so rather than wait forever
             self._mark_safely(entry.id, State.FAILED, f"{type(exc).__name__}: {exc}")
             self._tell(entry.chat_id, entry.message_id, failure_text(exc, entry.lang))
             return
         ticket = Ticket(entry.id, job, entry.chat_id, entry.message_id, entry.lang, entry.as_document)
-        notice = text(entry.lang, "recovered", prompt=html.escape(shorten(entry.params.prompt, 100)))
+        named = entry.params.prompt.strip() or text(entry.lang, "pics-core-untitled")  # a mix of pictures only
+        notice = text(entry.lang, "recovered", prompt=html.escape(shorten(named, 100)))
         self.follow(ticket, None, notice)
 
     def _settle_unreadable(self, row: Unreadable) -> None:
         log.error("job %s: journal row unreadable, marked failed: %s", row.id, row.reason)
         self._mark_safely(row.id, State.FAILED, f"unreadable: {row.reason}"[:1000])
         if row.chat_id is not None and row.message_id is not None:
-            self._tell(row.chat_id, row.message_id, text(row.lang, "request_unreadable"))
+            self._tell(row.chat_id, row.message_id, text(row.lang, row.message))
 
     def _tell(self, chat_id: int, message_id: int, line: str) -> None:
         """A notice with no job behind it, in the background, best effort."""

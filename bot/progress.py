@@ -24,7 +24,9 @@ def progress_text(job: Job, engine: GenerationEngine, lang: str) -> str:
         return line
     if job.step == 0:
         return text(lang, "starting")
-    return text(lang, "progress", step=job.step, steps=job.params.num_inference_steps)
+    from generation.pipelines import decoder_steps  # loaded by the worker already: torch is in
+
+    return text(lang, "progress", step=job.step, steps=decoder_steps(job.params))  # a redraw runs steps x strength
 
 
 async def track_progress(

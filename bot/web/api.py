@@ -1,7 +1,8 @@
 """The old HTTP service's contract on the bot's own server, so its clients keep working.
 
 GET / (service info), GET /health, POST /generate (JSON in, image/png out, through the same
-queue and batching as /draw), POST /reload, GET /metrics. /generate and /reload require
+queue and batching as /draw), POST /img2img, /variations and /mix (pictures from pictures:
+multipart/form-data in, image/png out), POST /reload, GET /metrics. Every POST requires
 ``Authorization: Bearer <token>`` when API_TOKEN or API_TOKENS is set.
 """
 
@@ -12,7 +13,7 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
@@ -20,7 +21,16 @@ from bot.draw_args import DrawArgsError, DrawLimits, params_from_json
 from bot.texts import plain, text
 from bot.web.clients import Network, api_user_id, client_address, client_key
 from bot.web.metrics import CONTENT_TYPE, Metrics
-from generation import GenerationEngine, GenerationError, ModelsUnavailable, OutOfMemory, QueueFull, UserQueueFull
+from bot.web.picture_forms import Form, FormError, img2img_request, mix_request, read_form, variation_request
+from generation import (
+    GenerationEngine,
+    GenerationError,
+    GenerationParams,
+    ModelsUnavailable,
+    OutOfMemory,
+    QueueFull,
+    UserQueueFull,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +88,12 @@ async def info(request: web.Request) -> web.Response:
                 "GET /health": "status (healthy, reloading or unhealthy), device, models_loaded, queue_length",
                 "POST /generate": "JSON: prompt, negative_prompt, width, height, num_inference_steps, "
                 "guidance_scale, prior_guidance_scale, seed -> image/png",
+                "POST /img2img": "multipart/form-data: image (file), prompt, strength, and the fields of "
+                "/generate (no width/height: the picture's shape) -> image/png",
+                "POST /variations": "multipart/form-data: image (file), optional prompt (steers it), weights "
+                "(picture,prompt), and the fields of /generate -> image/png",
+                "POST /mix": "multipart/form-data: 2-4 inputs, each an image (file) or a prompt field, weights "
+                "in the order sent (0.3,0.7), and the fields of /generate -> image/png",
                 "POST /reload": "reload both models",
                 "GET /metrics": "Prometheus metrics",
             },
@@ -141,12 +157,34 @@ async def generate(request: web.Request) -> web.Response:
         params = params_from_json(body, request.app[LIMITS])
     except DrawArgsError as exc:
         return error(400, plain(text("en", exc.key, **exc.params)))
+    return await drawn(request, params)
+
+
+def picture_endpoint(build: Callable[[Form, DrawLimits], Awaitable[tuple[GenerationParams, list[bytes]]]]) -> Handler:
+    """POST /img2img, /variations, /mix: a multipart form in (bot/web/picture_forms.py),
+    checked, then queued like /generate."""
+
+    @requires_token
+    async def handler(request: web.Request) -> web.Response:
+        try:
+            params, images = await build(await read_form(request), request.app[LIMITS])
+        except FormError as exc:
+            return error(exc.status, exc.message)
+        except DrawArgsError as exc:
+            return error(400, plain(text("en", exc.key, **exc.params)))
+        return await drawn(request, params, images)
+
+    return handler
+
+
+async def drawn(request: web.Request, params: GenerationParams, images: Sequence[bytes] = ()) -> web.Response:
+    """Queue a checked request and answer with its PNG (or the error)."""
     engine = request.app[ENGINE]
     forwarded_for = request.headers.getall("X-Forwarded-For", [])
     address = client_address(request.remote, forwarded_for, request.app[TRUSTED_PROXIES])
     user_id = api_user_id(client_key(request.get(TOKEN), address, request.app[API_TOKENS]))
     try:
-        job = await engine.submit(params, user_id=user_id)
+        job = await engine.submit(params, user_id=user_id, images=images)
     except (QueueFull, UserQueueFull):
         return error(429, "busy: too many requests waiting, try again later")
     except ModelsUnavailable as exc:
@@ -164,7 +202,7 @@ async def generate(request: web.Request) -> web.Response:
     except OutOfMemory:
         return error(507, plain(text("en", "out_of_memory")))
     except GenerationError as exc:
-        log.error("HTTP /generate failed: %s", exc)
+        log.error("HTTP %s failed: %s", request.path, exc)
         return error(500, "generation failed")
     return web.Response(
         body=result.png,
@@ -203,6 +241,9 @@ ROUTES = (
     ("GET", "/", info),
     ("GET", "/health", health),
     ("POST", "/generate", generate),
+    ("POST", "/img2img", picture_endpoint(img2img_request)),
+    ("POST", "/variations", picture_endpoint(variation_request)),
+    ("POST", "/mix", picture_endpoint(mix_request)),
     ("POST", "/reload", reload),
     ("GET", "/metrics", metrics),
 )
