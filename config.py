@@ -21,6 +21,8 @@ from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_va
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
+from generation.samplers import SAMPLER_NAMES  # torch-free
+
 OFFICIAL_BOT_API = "https://api.telegram.org"
 DEFAULT_PRIOR = "kandinsky-community/kandinsky-2-2-prior"
 DEFAULT_DECODER = "kandinsky-community/kandinsky-2-2-decoder"
@@ -73,6 +75,8 @@ class Settings(BaseSettings):
     default_prior_guidance: Guidance = 1.0
     # img2img: how much of the starting picture may change (0.05 to 1.0).
     default_strength: Annotated[float, Field(ge=0.05, le=1.0, allow_inf_nan=False)] = 0.5
+    # The decoder's sampler when a request names none (generation/samplers.py).
+    default_sampler: str = "ddpm"
     # UnCLIPScheduler divides by (steps - 1): one prior step raises ZeroDivisionError.
     prior_steps: Annotated[int, Field(ge=2, le=200)] = 25
     max_side: Annotated[int, Field(ge=64, le=4096, multiple_of=TILE)] = 1024
@@ -202,6 +206,14 @@ class Settings(BaseSettings):
         if raw in _TRUE or raw in _FALSE:
             return "default" if raw in _TRUE else "off"
         raise ConfigError(f"COMPILE must be auto, false, true or cudagraphs, got {_shown(value)}")
+
+    @field_validator("default_sampler", mode="before")
+    @classmethod
+    def _sampler(cls, value: Any) -> Any:
+        name = str(value).strip().lower()
+        if name not in SAMPLER_NAMES:
+            raise ConfigError(f"DEFAULT_SAMPLER must be one of {', '.join(SAMPLER_NAMES)}, got {_shown(value)}")
+        return name
 
     @field_validator("admin_ids", "allowed_user_ids", "allowed_chat_ids", mode="before")
     @classmethod

@@ -96,6 +96,7 @@ def _drawing_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--seed", metavar="N", help="repeat a picture exactly")
     command.add_argument("--guidance", metavar="X", help="how closely to follow the text, 0 to 20")
     command.add_argument("--prior-guidance", "--prior_guidance", dest="prior_guidance", metavar="X", help="0 to 20")
+    command.add_argument("--sampler", metavar="NAME", help="ddpm, ddim or dpmpp (default: DEFAULT_SAMPLER)")
     command.add_argument("--file", action="store_true", help=argparse.SUPPRESS)  # /draw's; refused below
 
 
@@ -182,6 +183,7 @@ def draw_job(settings: Settings, args: argparse.Namespace) -> tuple[DrawRequest,
         "seed": args.seed,
         "guidance": args.guidance,
         "prior-guidance": args.prior_guidance,
+        "sampler": args.sampler,
     }
     values = {name: value for name, value in options.items() if value is not None}
     try:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.benchmark import table
+from bench.common import table
 
 
 def main(paths: list[str]) -> None:

@@ -5,20 +5,22 @@
 #   bash bench/run_gpu.sh wait                 # later calls: wait for the chain, collect
 #
 # smoke  versions + a small full-size run (256x256, few steps); stops here on failure
-# start  runs the modes in $MODES (default: eager lite; compile and ideas need over 30 min) one after another in a
+# start  runs the modes in $MODES (default: multi pictures, with the bot's defaults) one after another in a
 #        background session, so the chain can outlast one call's 10-minute limit. An entry may carry settings
-#        after "@": "multi@COMPILE=cudagraphs@MAX_BATCH=16" runs that mode with them, its JSON named after them
+#        after "@": "multi@COMPILE=off@MAX_BATCH=16" runs that mode with them, its JSON named after them.
+#        The modes share Inductor's compile cache (/tmp/torchinductor_$USER): only the first compiles cold
 # wait   waits until the chain is done or $LIMIT seconds (default 560) have passed since
 #        this script started, then copies JSON results and logs to $OUT
 set -u
 W=${W:-/tmp/k22bench}
 OUT=${OUT:-$W/out}
 LIMIT=${LIMIT:-560}
-MODES=${MODES:-eager lite}
+MODES=${MODES:-multi pictures}
+WHEELS=${WHEELS:-.whl}  # diffusers (and any other missing package) as wheels
 mkdir -p "$W" "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 if ! python3 -c "import diffusers" 2>/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHEELS"/*.whl || exit 1
 fi
 
 collect() {

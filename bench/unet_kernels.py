@@ -22,10 +22,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
-from benchmark import environment, gpu_time, unet_flops  # noqa: E402
-from models import build_pipelines  # noqa: E402
+from bench.common import environment, gpu_time, unet_flops  # noqa: E402
+from bench.models import build_pipelines  # noqa: E402
 
 
 def apply_preset(name: str) -> str:
@@ -77,10 +76,7 @@ def main() -> None:
         compile_s = time.perf_counter() - t0
         step_s = gpu_time(step, device, iters=20, warmup=3)
 
-        class Cfg:
-            size = args.size
-
-        flops = unet_flops(unet, b, Cfg, device, dtype)
+        flops = unet_flops(unet, b, args.size, device, dtype)
         row = {
             "preset": args.preset,
             "mode": mode,

@@ -57,6 +57,9 @@ def caption(params: GenerationParams, result: GenerationResult, lang: str) -> st
             steps=params.num_inference_steps,
             seconds=result.seconds,
         ).lstrip()  # a variation or mix of pictures may have no text: no empty first line
+        # Always named (the default too): seed, steps and sampler repeat the picture.
+        + " · "
+        + text(lang, "sampler-caption", sampler=params.sampler)
     ]
     made = how_made(params, lang)
     if made:

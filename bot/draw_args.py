@@ -10,13 +10,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from generation import DrawLimits, GenerationParams  # torch-free: the command line checks options before torch loads
+from generation.samplers import SAMPLER_NAMES, sampler_steps
 
 SEED_MAX = 2**32 - 1
 GUIDANCE_MAX = 20.0
 RATIO_MAX = 4.0
 TILE = 64  # Kandinsky's MoVQ works in 64-pixel tiles
 
-OPTIONS = ("--neg", "--no", "--size", "--ar", "--steps", "--seed", "--guidance", "--prior-guidance", "--file")
+OPTIONS = (
+    "--neg",
+    "--no",
+    "--size",
+    "--ar",
+    "--steps",
+    "--seed",
+    "--guidance",
+    "--prior-guidance",
+    "--sampler",
+    "--file",
+)
 _ALIASES = {"no": "neg", "negative": "neg", "prior_guidance": "prior-guidance", "aspect": "ar"}
 _EXAMPLES = {
     "neg": "--neg blurry, text",
@@ -26,6 +38,7 @@ _EXAMPLES = {
     "seed": "--seed 42",
     "guidance": "--guidance 4",
     "prior-guidance": "--prior-guidance 1",
+    "sampler": "--sampler dpmpp",
 }
 # An option starts a word: "--name", "--name=value" (the "=" is captured: "--file=yes" is
 # an error). Phones often turn "--" into a dash.
@@ -114,8 +127,8 @@ def request_from_options(
 ) -> DrawRequest:
     """A request from a prompt and option values already split apart, as the command
     line's arguments are (nothing is unquoted or re-split). ``values`` is keyed by the
-    option's name without ``--``: neg, size, ar, steps, seed, guidance, prior-guidance.
-    Raises DrawArgsError."""
+    option's name without ``--``: neg, size, ar, steps, seed, guidance, prior-guidance,
+    sampler. Raises DrawArgsError."""
     prompt = prompt.strip()
     if is_blank(prompt):
         raise DrawArgsError("usage")
@@ -131,17 +144,21 @@ def request_from_options(
     else:
         width, height = limits.default_width, limits.default_height
     seed_given = "seed" in values
+    sampler = _sampler("--sampler", values.get("sampler"), limits.default_sampler)
     params = GenerationParams(
         prompt=prompt,
         negative_prompt=values.get("neg"),
         width=width,
         height=height,
-        num_inference_steps=_integer("--steps", values.get("steps"), 1, limits.max_steps, limits.default_steps),
+        num_inference_steps=_integer(
+            "--steps", values.get("steps"), 1, limits.max_steps, sampler_steps(sampler, limits.default_steps)
+        ),
         guidance_scale=_number("--guidance", values.get("guidance"), limits.default_guidance),
         prior_guidance_scale=_number("--prior-guidance", values.get("prior-guidance"), limits.default_prior_guidance),
         seed=_integer("--seed", values.get("seed"), 0, SEED_MAX, None)
         if seed_given
         else secrets.randbelow(SEED_MAX + 1),
+        sampler=sampler,
     )
     return DrawRequest(params=params, as_document=as_document, seed_given=seed_given)
 
@@ -226,6 +243,16 @@ def _integer(option: str, raw: str | None, low: int, high: int, default: int | N
     return value
 
 
+def _sampler(option: str, raw: str | None, default: str) -> str:
+    """A sampler's name (any case); an unknown one gets the list of those there are."""
+    if raw is None:
+        return default
+    name = raw.strip().lower()
+    if name not in SAMPLER_NAMES:
+        raise DrawArgsError("sampler-unknown", option=option, value=echo(raw), available=", ".join(SAMPLER_NAMES))
+    return name
+
+
 def _number(option: str, raw: str | None, default: float) -> float:
     if raw is None:
         return default
@@ -248,6 +275,7 @@ JSON_FIELDS = {
     "guidance_scale": "--guidance",
     "prior_guidance_scale": "--prior-guidance",
     "seed": "--seed",
+    "sampler": "--sampler",
 }
 
 
@@ -281,6 +309,10 @@ def params_from_json(body: object, limits: DrawLimits) -> GenerationParams:
     if "." in width + height:
         raise DrawArgsError("bad_size", value=f"{width}x{height}")
     seed = field("seed")
+    sampler = body.get("sampler")
+    if sampler is not None and not isinstance(sampler, str):
+        raise DrawArgsError("bad_field", field="sampler", expected="string")
+    sampler = _sampler("sampler", sampler, limits.default_sampler)
     width_px, height_px = _size(f"{width}x{height}", limits.max_side)
     return GenerationParams(
         prompt=prompt.strip(),
@@ -288,11 +320,16 @@ def params_from_json(body: object, limits: DrawLimits) -> GenerationParams:
         width=width_px,
         height=height_px,
         num_inference_steps=_integer(
-            "num_inference_steps", field("num_inference_steps"), 1, limits.max_steps, limits.default_steps
+            "num_inference_steps",
+            field("num_inference_steps"),
+            1,
+            limits.max_steps,
+            sampler_steps(sampler, limits.default_steps),
         ),
         guidance_scale=_number("guidance_scale", field("guidance_scale"), limits.default_guidance),
         prior_guidance_scale=_number(
             "prior_guidance_scale", field("prior_guidance_scale"), limits.default_prior_guidance
         ),
         seed=_integer("seed", seed, 0, SEED_MAX, None) if seed is not None else secrets.randbelow(SEED_MAX + 1),
+        sampler=sampler,
     )

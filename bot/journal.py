@@ -38,6 +38,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from generation import GenerationParams
+from generation.samplers import SAMPLER_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,8 @@ def decode_params(raw: Any, version: int) -> GenerationParams:
         raise UnreadableParams(f"params: {problems}") from None
     if min(params.width, params.height, params.num_inference_steps) < 1:
         raise UnreadableParams("params: size and steps must be positive")
+    if params.sampler not in SAMPLER_NAMES:  # one a newer version offers, or a removed one
+        raise UnreadableParams(f"params: unknown sampler {params.sampler!r}")
     for part in params.mix:
         if (part.text is None) == (part.image is None) or (part.image is not None and part.image < 0):
             raise UnreadableParams(f"params: a mix part needs a text or a picture index: {part}")

@@ -13,6 +13,8 @@ The forms never share a graph: torch.compile keeps each call's compiled code apa
 
 from __future__ import annotations
 
+import threading
+from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
@@ -50,3 +52,25 @@ class CompiledByBatch:
 
     def for_requests(self, count: int) -> torch.nn.Module:
         return self.static.get(count, self.batched)
+
+
+def ready_thread_for_cuda_graphs() -> None:
+    """Give the calling thread the state CUDA graph trees keep per thread.
+
+    torch 2.11 sets that state up only in the thread that first imported
+    ``torch._inductor.cudagraph_trees`` (and the threads autograd starts): the second
+    GPU's worker thread failed an ``assert`` in ``get_obj`` there
+    (bench/results/2026-11-26-engine-v3). torch 2.13 sets it up for any thread on first
+    use; this does the same, so compiled serving works on every worker thread on both.
+    Call it on the thread that records and replays the graphs.
+    """
+    from torch._inductor import cudagraph_trees as trees
+
+    local = trees.local
+    if hasattr(local, "tree_manager_containers") or torch._C._is_key_in_tls("tree_manager_containers"):
+        return
+    # What the module does for its importing thread (torch 2.11 to 2.13).
+    local.tree_manager_containers = {}
+    local.tree_manager_locks = defaultdict(threading.Lock)
+    torch._C._stash_obj_in_tls("tree_manager_containers", local.tree_manager_containers)
+    torch._C._stash_obj_in_tls("tree_manager_locks", local.tree_manager_locks)

@@ -45,6 +45,7 @@ def request_limits(settings: Settings) -> DrawLimits:
         default_guidance=settings.default_guidance,
         default_prior_guidance=settings.default_prior_guidance,
         default_strength=settings.default_strength,
+        default_sampler=settings.default_sampler,
         max_side=settings.max_side,
         max_steps=settings.max_steps,
         max_prompt_chars=settings.max_prompt_chars,

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from generation.clip_processor import drop_pil_fallback_note
-from generation.compiled import CompiledByBatch
+from generation.compiled import CompiledByBatch, ready_thread_for_cuda_graphs
 from generation.images import open_image
 from generation.params import GenerationParams
 from generation.schedulers import decoder_scheduler, with_host_timesteps
@@ -86,6 +86,8 @@ class KandinskyPipelines:
         # Picture sizes drawn with the compiled decoder: those warmed up. Any other size runs
         # eager, since compiling it would stall every user's request for a minute or more.
         self._compiled_sizes: set[tuple[int, int]] = set()
+        # Compiled prior only: the input row counts it was compiled for (see _compile).
+        self._prior_shapes: tuple[int, ...] = ()
         if compile != "off":
             self._compile(cuda_graphs=compile == "cudagraphs" and device.type == "cuda")
 
@@ -100,6 +102,8 @@ class KandinskyPipelines:
         # A single request and a full batch run on static shapes, other batches on a dynamic
         # batch dimension (generation.compiled says why).
         graphs = "reduce-overhead" if cuda_graphs else "default"
+        if cuda_graphs:
+            ready_thread_for_cuda_graphs()  # this is the worker thread that will draw
         self._eager_unet, self._eager_prior = self.decoder.unet, self.prior.prior
         # The UNet is 90% of the work: full batches get static shapes too.
         self._unet = CompiledByBatch(self.decoder.unet, graphs, static_sizes=(1, self.max_batch))
@@ -108,6 +112,11 @@ class KandinskyPipelines:
         if cuda_graphs:
             self._prior_model = CompiledByBatch(self.prior.prior, graphs)
             self.prior.prior = self._prior_model.batched
+            # The prior's batch dimension does not stay dynamic: each new row count
+            # compiled again, about 30 s, the first time a batch of mixed kinds gave the
+            # prior 4 or 5 rows (bench/results/2026-11-29-pictures). Its calls are padded
+            # to the row counts warm-up compiled instead (_prior_calls).
+            self._prior_shapes = self.serving_batch_sizes()
 
     @property
     def compiled(self) -> bool:
@@ -122,6 +131,7 @@ class KandinskyPipelines:
         self._unet = self._prior_model = self._movq_decode = None
         self._eager_unet = self._eager_prior = None
         self._compiled_sizes.clear()
+        self._prior_shapes = ()
 
     def _use_compiled_decode(self, compiled: bool) -> None:
         # The compiled decode is an instance attribute of the MoVQ; without it the class's
@@ -343,6 +353,10 @@ class KandinskyPipelines:
             )
             for i, out in zip(idx, outs, strict=True):
                 drawn[i].append(out)
+        # Every picture of the batch through the image encoder in one call.
+        wanted = [(i, part.image) for i, p in enumerate(batch) for part in p.mix if part.image is not None]
+        encoded = self._picture_embeddings([pictures[i][k] for i, k in wanted])
+        picture_embeds = {key: encoded[row : row + 1] for row, key in enumerate(wanted)}
         for i, p in enumerate(batch):
             if not p.mix:
                 image_embeds[i], negative_embeds[i] = drawn[i][0]
@@ -350,10 +364,7 @@ class KandinskyPipelines:
             texts = iter(drawn[i])
             parts = []
             for part in p.mix:
-                if part.text is not None:
-                    embedding = next(texts)[0]
-                else:
-                    embedding = self._picture_embedding(pictures[i][part.image])
+                embedding = next(texts)[0] if part.text is not None else picture_embeds[(i, part.image)]
                 parts.append(embedding.unsqueeze(0) * part.weight)
             image_embeds[i] = torch.cat(parts).sum(dim=0)
             if p.negative_prompt:
@@ -372,29 +383,61 @@ class KandinskyPipelines:
         """
         out_rows: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(rows)
         for with_negative in (False, True):
-            idx = [i for i, (_, negative) in enumerate(rows) if bool(negative) == with_negative]
-            if not idx:
-                continue
-            gens = [generators[i] for i in idx]
-            if self._prior_model is not None:
-                self.prior.prior = self._prior_model.for_requests(len(idx))
-            out = self.prior(
-                prompt=[rows[i][0] for i in idx],
-                negative_prompt=[rows[i][1] for i in idx] if with_negative else None,
-                guidance_scale=guidance,
-                num_inference_steps=self.prior_steps,
-                # With a negative prompt the prior draws the prompts and the negative
-                # prompts as one batch: each request's generator serves both of its rows.
-                generator=gens + gens if with_negative else gens,
-                output_type="pt",
-            )
-            for row, i in enumerate(idx):
-                out_rows[i] = (out.image_embeds[row : row + 1], out.negative_image_embeds[row : row + 1])
+            same = [i for i, (_, negative) in enumerate(rows) if bool(negative) == with_negative]
+            # Rows the prior model sees per prompt: the negative prompts join the prompts,
+            # and guidance doubles them again (diffusers' prior pipeline).
+            factor = (2 if with_negative else 1) * (2 if guidance > 1.0 else 1)
+            for idx, padding in self._prior_calls(same, factor):
+                gens = [generators[i] for i in idx]
+                prompts = [rows[i][0] for i in idx]
+                negatives = [rows[i][1] for i in idx]
+                # Padding rows repeat the first row with generators of their own: the
+                # rows of a batch never mix, so the real rows draw what they would alone.
+                gens += [torch.Generator(self.device).manual_seed(0) for _ in range(padding)]
+                prompts += prompts[:1] * padding
+                negatives += negatives[:1] * padding
+                if self._prior_model is not None:
+                    self.prior.prior = self._prior_model.for_requests(len(prompts))
+                out = self.prior(
+                    prompt=prompts,
+                    negative_prompt=negatives if with_negative else None,
+                    guidance_scale=guidance,
+                    num_inference_steps=self.prior_steps,
+                    # With a negative prompt the prior draws the prompts and the negative
+                    # prompts as one batch: each request's generator serves both of its rows.
+                    generator=gens + gens if with_negative else gens,
+                    output_type="pt",
+                )
+                for row, i in enumerate(idx):
+                    out_rows[i] = (out.image_embeds[row : row + 1], out.negative_image_embeds[row : row + 1])
         return out_rows  # type: ignore[return-value]
 
-    def _picture_embedding(self, image: Image.Image) -> torch.Tensor:
-        """A picture's CLIP image embedding, as ``interpolate`` computes it (1 x dim)."""
-        pixels = self.prior.image_processor(image, return_tensors="pt").pixel_values[0].unsqueeze(0)
+    def _prior_calls(self, rows: list[int], factor: int) -> list[tuple[list[int], int]]:
+        """The prior calls that draw ``rows``: (the rows of a call, padding rows to add).
+
+        Compiled, each call's model batch (rows x ``factor``) is one warm-up compiled:
+        rows are split into calls of at most the largest that fits and padded up to the
+        next that fits. Otherwise one call of all rows, unpadded.
+        """
+        if not rows:
+            return []
+        fits = sorted(shape // factor for shape in self._prior_shapes if shape % factor == 0)
+        if not fits:
+            return [(rows, 0)]
+        calls = []
+        for start in range(0, len(rows), fits[-1]):
+            chunk = rows[start : start + fits[-1]]
+            calls.append((chunk, next(f for f in fits if f >= len(chunk)) - len(chunk)))
+        return calls
+
+    def _picture_embeddings(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """The pictures' CLIP image embeddings, as ``interpolate`` computes each (one row
+        per picture), in one encoder call."""
+        if not images:
+            return torch.empty(0)
+        pixels = torch.cat(
+            [self.prior.image_processor(image, return_tensors="pt").pixel_values[0].unsqueeze(0) for image in images]
+        )
         encoder = self.prior.image_encoder
         return encoder(pixels.to(dtype=encoder.dtype, device=self.device))["image_embeds"]
 

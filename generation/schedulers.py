@@ -7,6 +7,16 @@ work (349 waits in one 25 + 10 step draw, bench/results/h200-2026-11-26). The GP
 sits idle between steps while Python catches up. These subclasses look the value up in a
 host copy of the timesteps and call diffusers' own ``step()`` with it: the same formulas
 on the same numbers, so the same pictures, without the waits.
+
+Where each decoder sampler reads its timestep (diffusers 0.42):
+- DDPM: ``previous_timestep`` searches ``timesteps``; ``step`` indexes ``alphas_cumprod``
+  and tests ``t > 0`` and ``prev_t >= 0``.
+- DDIM: ``step`` computes ``prev_timestep`` from it, indexes ``alphas_cumprod`` and tests
+  ``prev_timestep >= 0`` (also in ``_get_variance``).
+- DPM-Solver++ (multistep): only the first ``step`` of a draw reads it, in
+  ``_init_step_index`` -> ``index_for_timestep`` (``(timesteps == t).nonzero()`` and
+  ``.item()``); later steps count ``step_index`` and read ``sigmas``, kept on the CPU. Its
+  ``add_noise`` (img2img only, once before the first step) still searches on the device.
 """
 
 from __future__ import annotations
@@ -14,13 +24,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from diffusers import DDPMScheduler, UnCLIPScheduler
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UnCLIPScheduler
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 
 class _HostTimesteps:
     timesteps: torch.Tensor
-    _host_timesteps: list[int]
+    _host_timesteps: list[int] = []  # noqa: RUF012  (replaced, never changed in place)
 
     def set_timesteps(self, *args: Any, **kwargs: Any) -> None:
         super().set_timesteps(*args, **kwargs)  # type: ignore[misc]
@@ -56,6 +66,31 @@ class HostTimestepDDPMScheduler(_HostTimesteps, DDPMScheduler):
         return super().previous_timestep(timestep)
 
 
+class HostTimestepDDIMScheduler(_HostTimesteps, DDIMScheduler):
+    """DDIM (eta 0: no noise added after the start) on the decoder's schedule."""
+
+    def step(self, model_output, timestep, *args, **kwargs):  # type: ignore[override]
+        return super().step(model_output, self._host(timestep), *args, **kwargs)
+
+
+class HostTimestepDPMSolverMultistepScheduler(_HostTimesteps, DPMSolverMultistepScheduler):
+    """DPM-Solver++ 2M (diffusers' defaults: algorithm_type dpmsolver++, solver_order 2)."""
+
+    def step(self, model_output, timestep, *args, **kwargs):  # type: ignore[override]
+        return super().step(model_output, self._host(timestep), *args, **kwargs)
+
+    def index_for_timestep(self, timestep, schedule_timesteps=None):  # type: ignore[override]
+        # diffusers' search of the device tensor, on the host copy: no match -> the last
+        # index; several -> the second (so img2img never skips a sigma); else the match.
+        host = self._host_timesteps
+        if schedule_timesteps is None and isinstance(timestep, int) and len(host) == len(self.timesteps):
+            matches = [i for i, t in enumerate(host) if t == timestep]
+            if not matches:
+                return len(host) - 1
+            return matches[1] if len(matches) > 1 else matches[0]
+        return super().index_for_timestep(timestep, schedule_timesteps)
+
+
 class HostTimestepUnCLIPScheduler(_HostTimesteps, UnCLIPScheduler):
     """The Kandinsky 2.2 prior's scheduler."""
 
@@ -74,6 +109,8 @@ class HostTimestepUnCLIPScheduler(_HostTimesteps, UnCLIPScheduler):
 
 _HOST_VERSIONS: dict[type, type] = {
     DDPMScheduler: HostTimestepDDPMScheduler,
+    DDIMScheduler: HostTimestepDDIMScheduler,
+    DPMSolverMultistepScheduler: HostTimestepDPMSolverMultistepScheduler,
     UnCLIPScheduler: HostTimestepUnCLIPScheduler,
 }
 
@@ -84,11 +121,18 @@ def with_host_timesteps(scheduler: SchedulerMixin) -> SchedulerMixin:
     return host.from_config(scheduler.config) if host is not None else scheduler
 
 
-# The decoder's samplers a request may name, each built from the loaded decoder's own
-# scheduler config (diffusers' ``from_config``). Only schedulers that work in diffusers'
-# Kandinsky 2.2 pipelines belong here.
+# The decoder's samplers a request may name (generation.samplers.SAMPLER_NAMES says which
+# and why no others), each built from the loaded decoder's own scheduler config
+# (diffusers' ``from_config``), with these settings on top.
 SAMPLERS: dict[str, type[SchedulerMixin]] = {
     "ddpm": HostTimestepDDPMScheduler,
+    "ddim": HostTimestepDDIMScheduler,
+    "dpmpp": HostTimestepDPMSolverMultistepScheduler,
+}
+_SAMPLER_SETTINGS: dict[str, dict[str, Any]] = {
+    # Named although they are diffusers' defaults: a decoder config from a DPM-Solver
+    # scheduler of other settings must still give 2M.
+    "dpmpp": {"algorithm_type": "dpmsolver++", "solver_order": 2},
 }
 
 
@@ -98,4 +142,4 @@ def decoder_scheduler(name: str, config: Any) -> SchedulerMixin:
         cls = SAMPLERS[name]
     except KeyError:
         raise ValueError(f"unknown sampler {name!r}; known: {', '.join(SAMPLERS)}") from None
-    return cls.from_config(config)
+    return cls.from_config(config, **_SAMPLER_SETTINGS.get(name, {}))

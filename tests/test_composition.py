@@ -21,12 +21,13 @@ from generation.composition import create_engine, request_limits
 
 
 def test_request_limits_follow_the_settings(make_settings: Callable[..., Settings]) -> None:
-    settings = make_settings(MAX_STEPS="60", MAX_PROMPT_CHARS="300", DEFAULT_GUIDANCE="6.5")
+    settings = make_settings(MAX_STEPS="60", MAX_PROMPT_CHARS="300", DEFAULT_GUIDANCE="6.5", DEFAULT_SAMPLER="ddim")
     limits = request_limits(settings)
     assert DrawLimits is generation.DrawLimits  # the old import keeps working
     assert (limits.default_width, limits.default_height, limits.default_steps) == (64, 64, 4)
     assert (limits.max_side, limits.max_steps, limits.max_prompt_chars) == (512, 60, 300)
     assert (limits.default_guidance, limits.default_prior_guidance) == (6.5, 1.0)
+    assert limits.default_sampler == "ddim"
 
 
 def test_model_state_is_public() -> None:

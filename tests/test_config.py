@@ -91,6 +91,7 @@ def test_token_is_never_in_repr() -> None:
         ({"TELEGRAM_API_URL": "api.telegram.org"}, "TELEGRAM_API_URL must start with http"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL must be one of"),
         ({"COMPILE": "fast"}, "COMPILE must be auto, false, true or cudagraphs"),
+        ({"DEFAULT_SAMPLER": "euler"}, "DEFAULT_SAMPLER must be one of ddpm, ddim, dpmpp, got 'euler'"),
         ({"HTTP_PORT": "99999"}, "HTTP_PORT must be between 1 and 65535"),
         ({"HTTP_PORT": "8080", "HTTP_HOST": "0.0.0.0"}, "API_TOKEN is required when HTTP_HOST=0.0.0.0"),
         ({"WEBHOOK_URL": "https://bot.example.org/hook"}, "WEBHOOK_URL needs HTTP_PORT"),
@@ -291,3 +292,9 @@ def test_trusted_proxies_are_networks() -> None:
         " got 'proxy.local'"
     )
     assert refused(TRUSTED_PROXIES="10.0.0.0/33").startswith("TRUSTED_PROXIES must be")
+
+
+def test_default_sampler_is_one_of_the_samplers() -> None:
+    assert settings_from_env({"BOT_TOKEN": TOKEN}).default_sampler == "ddpm"
+    assert settings_from_env({"BOT_TOKEN": TOKEN, "DEFAULT_SAMPLER": " DPMpp "}).default_sampler == "dpmpp"
+    assert refused(DEFAULT_SAMPLER="unipc").startswith("DEFAULT_SAMPLER must be one of ddpm, ddim, dpmpp")

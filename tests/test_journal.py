@@ -70,7 +70,7 @@ def insert_raw(path: Path, message_id: int, params: str, **columns: object) -> N
 
 def test_rows_of_other_versions_are_read_tolerantly(tmp_path: Path) -> None:
     Journal.in_dir(str(tmp_path)).close()
-    newer = {**asdict(PARAMS), "style": "ink", "upscale": 2}  # keys this version doesn't know
+    newer = {**asdict(PARAMS), "from_the_future": "x", "upscale": 2}  # keys this version doesn't know
     insert_raw(tmp_path / "jobs.sqlite3", 1, json.dumps(newer), params_version=7)
     older = {k: v for k, v in asdict(PARAMS).items() if k != "negative_prompt"}  # a key added since
     insert_raw(tmp_path / "jobs.sqlite3", 2, json.dumps(older))
@@ -88,6 +88,7 @@ def test_rows_of_other_versions_are_read_tolerantly(tmp_path: Path) -> None:
         json.dumps({"prompt": "a fox", "height": 64}),  # no width: nothing safe to draw
         json.dumps({**asdict(PARAMS), "width": "wide"}),
         json.dumps({**asdict(PARAMS), "num_inference_steps": 0}),
+        json.dumps({**asdict(PARAMS), "sampler": "euler"}),  # a sampler this version doesn't offer
     ],
 )
 def test_unreadable_rows_are_reported_not_raised(tmp_path: Path, params: str) -> None:

@@ -124,7 +124,9 @@ def test_mix_same_as_diffusers_interpolate(ours, reference, negative) -> None:
     mix = (MixPart(0.3, image=0), MixPart(0.5, text="in winter"), MixPart(0.2, image=1))
     p = params(prompt="in winter", mix=mix, negative_prompt=negative)
     [drawn] = ours.draw([p], pictures=[pictures])
-    assert np.array_equal(pixels(drawn.image), reference_mix(reference, p, pictures))
+    # The image encoder reads both pictures in one call (interpolate: one at a time), and
+    # batched matrix products round differently: allow one level of 255.
+    assert np.abs(pixels(drawn.image) - reference_mix(reference, p, pictures)).max() <= 1
 
 
 def test_variation_same_as_diffusers(ours, reference) -> None:
@@ -189,3 +191,28 @@ def test_unreadable_picture_fails_only_its_request(ours) -> None:
 def test_request_must_bring_the_pictures_it_names(ours) -> None:
     with pytest.raises(ValueError, match="pictures"):
         ours.draw([params(init_image=0)], pictures=[[]])
+
+
+def test_compiled_prior_calls_are_padded_to_the_row_counts_warm_up_compiled(ours) -> None:
+    """A compiled prior recompiled (about 30 s on an H200) for each row count warm-up had
+    not drawn; its calls are split and padded to those row counts instead."""
+    seen: list[int] = []
+    hook = ours.prior.prior.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append((args[0] if args else kwargs["hidden_states"]).shape[0]),
+        with_kwargs=True,
+    )
+    plain = [params(f"fox {i}", seed=i) for i in range(3)]
+    negative = [params(f"owl {i}", seed=10 + i, negative_prompt="dark") for i in range(5)]
+    try:
+        unpadded = ours.draw(plain + negative)
+        assert sorted(set(seen)) == [3, 10]  # the prior's own row counts
+        seen.clear()
+        ours._prior_shapes = (1, 2, 8)  # what a compiled prior warmed up with MAX_BATCH=8 sees
+        padded = ours.draw(plain + negative)
+    finally:
+        ours._prior_shapes = ()
+        hook.remove()
+    # 3 rows -> 8; 5 rows with negative prompts (2 model rows each) -> 4 + 1 -> 8 and 2.
+    assert set(seen) == {8, 2}
+    for a, b in zip(unpadded, padded, strict=True):
+        assert np.abs(pixels(a.image) - pixels(b.image)).max() <= 1

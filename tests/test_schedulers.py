@@ -4,15 +4,35 @@ from __future__ import annotations
 
 import pytest
 import torch
-from diffusers import DDPMScheduler, UnCLIPScheduler
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UnCLIPScheduler
 from tiny_kandinsky import DDPM_CONFIG as DDPM
 from tiny_kandinsky import UNCLIP_CONFIG as UNCLIP
 
-from generation.schedulers import HostTimestepDDPMScheduler, HostTimestepUnCLIPScheduler, with_host_timesteps
+from generation.samplers import SAMPLER_NAMES
+from generation.schedulers import (
+    SAMPLERS,
+    HostTimestepDDIMScheduler,
+    HostTimestepDDPMScheduler,
+    HostTimestepDPMSolverMultistepScheduler,
+    HostTimestepUnCLIPScheduler,
+    decoder_scheduler,
+    with_host_timesteps,
+)
 
 
 def stock_schedulers() -> list:
-    return [DDPMScheduler(**DDPM), UnCLIPScheduler(**UNCLIP)]
+    """The prior's, the decoder's, and each other sampler from the decoder's config (as
+    generation.pipelines builds them)."""
+    decoder = DDPMScheduler(**DDPM)
+    return [
+        decoder,
+        UnCLIPScheduler(**UNCLIP),
+        DDIMScheduler.from_config(decoder.config),
+        DPMSolverMultistepScheduler.from_config(decoder.config),
+    ]
+
+
+SCHEDULERS = [0, 1, 2, 3]
 
 
 def run_loop(scheduler, sample: torch.Tensor, steps: int = 6, seed: int = 3) -> torch.Tensor:
@@ -35,14 +55,49 @@ def run_loop(scheduler, sample: torch.Tensor, steps: int = 6, seed: int = 3) -> 
 
 
 def test_the_hub_schedulers_get_host_versions() -> None:
-    ddpm, unclip = (with_host_timesteps(s) for s in stock_schedulers())
+    ddpm, unclip = (with_host_timesteps(s) for s in stock_schedulers()[:2])
     assert type(ddpm) is HostTimestepDDPMScheduler and ddpm.config == DDPMScheduler(**DDPM).config
     assert type(unclip) is HostTimestepUnCLIPScheduler
     other = object.__new__(type("OtherScheduler", (), {}))
     assert with_host_timesteps(other) is other  # a scheduler we know nothing of is kept
+    ddim, dpm = (with_host_timesteps(s) for s in stock_schedulers()[2:])
+    assert type(ddim) is HostTimestepDDIMScheduler and type(dpm) is HostTimestepDPMSolverMultistepScheduler
 
 
-@pytest.mark.parametrize("index", [0, 1])
+def test_each_sampler_has_its_scheduler() -> None:
+    assert tuple(SAMPLERS) == SAMPLER_NAMES
+    config = DDPMScheduler(**DDPM).config
+    assert type(decoder_scheduler("ddpm", config)) is HostTimestepDDPMScheduler
+    assert type(decoder_scheduler("ddim", config)) is HostTimestepDDIMScheduler
+    dpm = decoder_scheduler("dpmpp", config)
+    assert type(dpm) is HostTimestepDPMSolverMultistepScheduler
+    assert (dpm.config.algorithm_type, dpm.config.solver_order) == ("dpmsolver++", 2)  # 2M
+    assert dpm.config.beta_end == DDPM["beta_end"]  # the decoder's own schedule
+    # From a DPM-Solver config of other settings, still 2M.
+    other = DPMSolverMultistepScheduler(algorithm_type="sde-dpmsolver++", solver_order=3).config
+    assert (
+        decoder_scheduler("dpmpp", other).config.solver_order,
+        decoder_scheduler("dpmpp", other).config.algorithm_type,
+    ) == (2, "dpmsolver++")
+    with pytest.raises(ValueError, match="ddpm, ddim, dpmpp"):
+        decoder_scheduler("euler", config)
+
+
+@pytest.mark.parametrize("name", SAMPLER_NAMES)
+@pytest.mark.parametrize("start", [0, 3])  # a text draw, and img2img's slice of the timesteps
+def test_host_reads_our_device_timesteps_from_the_host(name: str, start: int) -> None:
+    """As on a GPU: the pipelines step with 0-d views of ``timesteps`` (img2img: of a slice
+    of it); each resolves to its host value without reading the device."""
+    scheduler = decoder_scheduler(name, DDPMScheduler(**DDPM).config)
+    scheduler.set_timesteps(8)
+    host = scheduler.timesteps.tolist()
+    scheduler.timesteps = scheduler.timesteps.to("meta")
+    views = scheduler.timesteps[start:]
+    resolved = [scheduler._host(t) for t in views]
+    assert resolved == host[start:] and all(type(t) is int for t in resolved)
+
+
+@pytest.mark.parametrize("index", SCHEDULERS)
 def test_same_samples_as_diffusers(index: int) -> None:
     stock = stock_schedulers()[index]
     host = with_host_timesteps(stock_schedulers()[index])
@@ -50,7 +105,7 @@ def test_same_samples_as_diffusers(index: int) -> None:
     assert torch.equal(run_loop(host, start.clone()), run_loop(stock, start.clone()))
 
 
-@pytest.mark.parametrize("index", [0, 1])
+@pytest.mark.parametrize("index", SCHEDULERS)
 def test_step_never_reads_the_device_timesteps(index: int) -> None:
     """On the "meta" device tensors have no data, so any read of a timestep's value fails,
     as diffusers' own schedulers do; on a GPU each such read waits for all queued work."""
