@@ -7,7 +7,7 @@ import re
 import secrets
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from generation import DrawLimits, GenerationParams  # torch-free: the command line checks options before torch loads
 
@@ -16,7 +16,7 @@ GUIDANCE_MAX = 20.0
 RATIO_MAX = 4.0
 TILE = 64  # Kandinsky's MoVQ works in 64-pixel tiles
 
-OPTIONS = ("--neg", "--no", "--size", "--ar", "--steps", "--seed", "--guidance", "--prior-guidance", "--file")
+OPTIONS = ("--neg", "--no", "--size", "--ar", "--steps", "--seed", "--guidance", "--prior-guidance", "--file", "--raw")
 _ALIASES = {"no": "neg", "negative": "neg", "prior_guidance": "prior-guidance", "aspect": "ar"}
 _EXAMPLES = {
     "neg": "--neg blurry, text",
@@ -52,6 +52,7 @@ class DrawRequest:
     params: GenerationParams
     as_document: bool
     seed_given: bool
+    raw: bool = False  # --raw: drawn as typed, never translated
 
 
 def parse_draw_args(args: str | None, limits: DrawLimits) -> DrawRequest:
@@ -61,6 +62,7 @@ def parse_draw_args(args: str | None, limits: DrawLimits) -> DrawRequest:
     prompt_words = [parts[0]]
     values: dict[str, str] = {}
     as_document = False
+    raw = False
     seen: set[str] = set()
     for name, equals, rest in zip(parts[1::3], parts[2::3], parts[3::3], strict=True):
         name = _ALIASES.get(name.lower(), name.lower())
@@ -72,6 +74,11 @@ def parse_draw_args(args: str | None, limits: DrawLimits) -> DrawRequest:
             if equals:  # "--file=no" would be read as its opposite: ask rather than guess
                 raise DrawArgsError("option_takes_no_value", option="--file")
             as_document = True
+            prompt_words.append(rest)
+        elif name == "raw":  # like --file: a flag, and what follows is still the prompt
+            if equals:
+                raise DrawArgsError("option_takes_no_value", option="--raw")
+            raw = True
             prompt_words.append(rest)
         elif name == "neg":
             if is_blank(_unquote(rest)):
@@ -87,7 +94,8 @@ def parse_draw_args(args: str | None, limits: DrawLimits) -> DrawRequest:
             raise DrawArgsError("unknown_option", option=echo(f"--{name}"), available=", ".join(OPTIONS))
 
     prompt = _unquote(" ".join(w.strip() for w in prompt_words if w.strip()))
-    return request_from_options(prompt, values, limits, as_document=as_document)
+    request = request_from_options(prompt, values, limits, as_document=as_document)
+    return replace(request, raw=True) if raw else request
 
 
 def request_from_options(
@@ -229,6 +237,7 @@ JSON_FIELDS = {
     "guidance_scale": "--guidance",
     "prior_guidance_scale": "--prior-guidance",
     "seed": "--seed",
+    "translate": None,  # read by the HTTP API (bot/web/api.py): translate a Russian prompt or not
 }
 
 

@@ -13,6 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -20,7 +21,17 @@ from bot.draw_args import DrawArgsError, DrawLimits, params_from_json
 from bot.texts import plain, text
 from bot.web.clients import Network, api_user_id, client_address, client_key
 from bot.web.metrics import CONTENT_TYPE, Metrics
-from generation import GenerationEngine, GenerationError, ModelsUnavailable, OutOfMemory, QueueFull, UserQueueFull
+from generation import (
+    GenerationEngine,
+    GenerationError,
+    GenerationParams,
+    GenerationResult,
+    ModelsUnavailable,
+    OutOfMemory,
+    QueueFull,
+    UserQueueFull,
+)
+from generation.translation import TranslationState, Translator
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +41,7 @@ LIMITS = web.AppKey("limits", DrawLimits)
 API_TOKENS = web.AppKey("api_tokens", tuple[str, ...])
 TRUSTED_PROXIES = web.AppKey("trusted_proxies", tuple[Network, ...])
 METRICS = web.AppKey("metrics", Metrics)
+TRANSLATOR = web.AppKey("translator", Translator)
 TOKEN = web.RequestKey("api_token", str)  # the token the request came with, once checked
 # A /generate body is a few fields and two prompts of at most 4096 characters, each of
 # which JSON may spell as 12-byte surrogate pairs: 256 KiB is plenty.
@@ -77,7 +89,8 @@ async def info(request: web.Request) -> web.Response:
                 "GET /": "this description",
                 "GET /health": "status (healthy, reloading or unhealthy), device, models_loaded, queue_length",
                 "POST /generate": "JSON: prompt, negative_prompt, width, height, num_inference_steps, "
-                "guidance_scale, prior_guidance_scale, seed -> image/png",
+                "guidance_scale, prior_guidance_scale, seed, translate -> image/png "
+                "(X-Prompt-Used: the prompt drawn, percent-encoded UTF-8)",
                 "POST /reload": "reload both models",
                 "GET /metrics": "Prometheus metrics",
             },
@@ -99,8 +112,16 @@ async def health(request: web.Request) -> web.Response:
             "queue_length": status.queued,
             "running": status.running,
             "error": status.error,
+            # Russian prompts: on, loading or off; why off when the model failed to load.
+            "translation": _translation_state(request.app[TRANSLATOR]).value,
+            "translation_error": request.app[TRANSLATOR].error,
         }
     )
+
+
+def _translation_state(translator: Translator) -> TranslationState:
+    state = translator.state
+    return TranslationState.OFF if state is TranslationState.FAILED else state
 
 
 async def read_json(request: web.Request) -> object:
@@ -141,6 +162,11 @@ async def generate(request: web.Request) -> web.Response:
         params = params_from_json(body, request.app[LIMITS])
     except DrawArgsError as exc:
         return error(400, plain(text("en", exc.key, **exc.params)))
+    translator = request.app[TRANSLATOR]
+    translate = body.get("translate", translator.enabled) if isinstance(body, dict) else False
+    if not isinstance(translate, bool):
+        return error(400, "translate must be true or false")
+    params = await translator.translate_params(params, translate=translate)
     engine = request.app[ENGINE]
     forwarded_for = request.headers.getall("X-Forwarded-For", [])
     address = client_address(request.remote, forwarded_for, request.app[TRUSTED_PROXIES])
@@ -166,6 +192,12 @@ async def generate(request: web.Request) -> web.Response:
     except GenerationError as exc:
         log.error("HTTP /generate failed: %s", exc)
         return error(500, "generation failed")
+    return png_response(params, result)
+
+
+def png_response(params: GenerationParams, result: GenerationResult) -> web.Response:
+    """A picture as every endpoint answers it: the PNG, and headers saying how it was drawn.
+    X-Prompt-Used is the prompt drawn (English when translated), percent-encoded UTF-8."""
     return web.Response(
         body=result.png,
         content_type="image/png",
@@ -173,6 +205,7 @@ async def generate(request: web.Request) -> web.Response:
             "X-Seed": str(result.seed),
             "X-Generation-Seconds": f"{result.seconds:.3f}",
             "X-Batch-Size": str(result.batch_size),
+            "X-Prompt-Used": quote(params.prompt, safe=""),
         },
     )
 
@@ -215,10 +248,13 @@ def add_api(
     limits: DrawLimits,
     api_tokens: tuple[str, ...],
     trusted_proxies: tuple[Network, ...] = (),
+    translator: Translator | None = None,
 ) -> None:
     """``api_tokens``: empty for no auth; several identify clients one by one.
-    ``trusted_proxies``: peers whose X-Forwarded-For names the client."""
+    ``trusted_proxies``: peers whose X-Forwarded-For names the client. ``translator``:
+    Russian prompts to English (None: every prompt drawn as sent)."""
     app[ENGINE], app[LIMITS], app[METRICS] = engine, limits, Metrics(engine)
+    app[TRANSLATOR] = translator if translator is not None else Translator(enabled=False)
     app[API_TOKENS], app[TRUSTED_PROXIES] = tuple(api_tokens), tuple(trusted_proxies)
     for method, path, handler in ROUTES:
         add = app.router.add_get if method == "GET" else app.router.add_post  # GET also answers HEAD
