@@ -14,12 +14,14 @@ import asyncio
 import contextlib
 import enum
 import logging
+import os
 import queue
 import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from generation.loading import LOADING
@@ -182,6 +184,7 @@ class Translator:
 
     @staticmethod
     def _serve(work: queue.SimpleQueue[Callable[[], None] | None]) -> None:
+        _share_the_cpu()
         while (item := work.get()) is not None:
             item()
 
@@ -240,17 +243,34 @@ class Translator:
         return [english.strip() or text for english, text in zip(decoded, texts, strict=True)], True
 
 
+def _share_the_cpu() -> None:
+    """Translate with a few CPU threads, not all: a prompt is short, and the event loop
+    (and on a CPU-only machine the drawing) needs the cores more. Under OpenMP, torch's
+    thread count is the calling thread's own; under another backend it would be the whole
+    process's, so it is left alone there."""
+    import torch
+
+    if "ATen parallel backend: OpenMP" in torch.__config__.parallel_info():
+        torch.set_num_threads(min(4, max(1, (os.cpu_count() or 1) // 4)))
+
+
 def load_model(model: str) -> tuple[Any, Any]:
     """Tokenizer and model from a hub id or a local directory (downloaded if not cached)."""
     import warnings
 
     from transformers import MarianMTModel, MarianTokenizer
 
+    if Path(model).is_dir():
+        source = model
+    elif model.startswith(("/", ".", "~")):
+        raise FileNotFoundError(f"no such directory: {model}")
+    else:  # fetched before taking the lock: a slow download never holds up the engine's models
+        source = download_model(model)
     with LOADING, warnings.catch_warnings():  # never beside the engine's loading (generation/loading.py)
         # "Recommended: pip install sacremoses": only its target-side cleanup needs it.
         warnings.filterwarnings("ignore", message=".*sacremoses")
-        tokenizer = MarianTokenizer.from_pretrained(model)
-        return tokenizer, MarianMTModel.from_pretrained(model).eval()
+        tokenizer = MarianTokenizer.from_pretrained(source)
+        return tokenizer, MarianMTModel.from_pretrained(source).eval()
 
 
 def download_model(model: str) -> str:

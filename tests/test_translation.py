@@ -22,7 +22,6 @@ import aiohttp
 import pytest
 from conftest import png_image, running_bot
 from fake_telegram import FakeTelegram
-from test_cli import run_main
 from test_http_api import free_port, wait_healthy
 
 import main
@@ -51,13 +50,13 @@ def params(prompt: str, **fields) -> GenerationParams:
     )
 
 
+_REFERENCE: dict[Path, Translator] = {}  # one per model for the whole session: loading takes a while
+
+
 async def translated(model: Path, text: str) -> str:
     """What the model makes of ``text`` alone, through a translator of its own."""
-    translator = Translator(str(model))
-    try:
-        [english] = await translator.translate([text])
-    finally:
-        translator.close()
+    reference = _REFERENCE.setdefault(model, Translator(str(model), cache_size=0))
+    [english] = await reference.translate([text])
     assert english != text and not has_cyrillic(english)  # the tiny model writes Latin pieces only
     return english
 
@@ -289,7 +288,7 @@ async def test_http_generate_translates_and_says_what_it_drew(
 
 
 def test_cli_draws_the_translation_and_raw_as_typed(
-    tiny_models: tuple[Path, Path], tiny_marian: Path, tmp_path: Path
+    tiny_models: tuple[Path, Path], tiny_marian: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     prior, decoder = tiny_models
     env = {
@@ -298,13 +297,16 @@ def test_cli_draws_the_translation_and_raw_as_typed(
         "DEVICE": "cpu",
         "PRIOR_STEPS": "2",
         "TRANSLATION_MODEL": str(tiny_marian),
+        "DATA_DIR": str(tmp_path / "data"),
     }
-    result = run_main(["draw", RUSSIAN, "--size", "64x64", "--steps", "2", "-o", "out.png"], tmp_path, **env)
-    assert result.returncode == 0, result.stderr
-    assert png_image((tmp_path / "out.png").read_bytes()).size == (64, 64)
-    english = asyncio.run(translated(tiny_marian, RUSSIAN))
-    assert f"drawing the translation: {english}" in result.stdout
-    # --raw reaches the request (checked without drawing again).
     settings = settings_from_env(env, require_token=False)
-    assert main.draw_request(settings, main.parse_command_line(["draw", RUSSIAN, "--raw"])).raw
-    assert not main.draw_request(settings, main.parse_command_line(["draw", RUSSIAN])).raw
+    english = asyncio.run(translated(tiny_marian, RUSSIAN))
+
+    def draw(*options: str) -> str:
+        args = main.parse_command_line(["draw", RUSSIAN, "--size", "64x64", "--steps", "2", *options])
+        assert main.draw_once(settings, main.draw_request(settings, args), tmp_path / "out.png") == 0
+        assert png_image((tmp_path / "out.png").read_bytes()).size == (64, 64)
+        return capsys.readouterr().out
+
+    assert f"drawing the translation: {english}" in draw()
+    assert "drawing the translation" not in draw("--raw")  # drawn as typed
