@@ -27,6 +27,7 @@ from test_http_api import free_port, wait_healthy
 import main
 from bot.delivery import shorten
 from bot.draw_args import DrawArgsError, parse_draw_args
+from bot.handlers.help import help_text
 from bot.journal import Journal
 from config import Settings, settings_from_env
 from generation import DrawLimits, GenerationParams
@@ -258,6 +259,13 @@ async def test_without_the_model_the_bot_draws_as_typed_and_says_translation_is_
     assert health["translation"] == "off" and "no-such-model" in health["translation_error"]
     warnings = [r for r in caplog.records if r.name == "generation.translation"]
     assert len(warnings) == 1, [r.getMessage() for r in warnings]
+
+
+def test_help_tells_of_raw_when_translating(make_settings) -> None:
+    for lang, words in (("en", "exactly as typed"), ("ru", "ровно как написан")):
+        on = help_text(lang, make_settings(TRANSLATE="auto"), ["cpu"])
+        assert "<code>--raw</code>" in on and words in on and len(on) < 4096
+        assert "--raw" not in help_text(lang, make_settings(TRANSLATE="off"), ["cpu"])
 
 
 # -- the HTTP API and the command line ------------------------------------------------

@@ -162,11 +162,9 @@ async def generate(request: web.Request) -> web.Response:
         params = params_from_json(body, request.app[LIMITS])
     except DrawArgsError as exc:
         return error(400, plain(text("en", exc.key, **exc.params)))
-    translator = request.app[TRANSLATOR]
-    translate = body.get("translate", translator.enabled) if isinstance(body, dict) else False
-    if not isinstance(translate, bool):
-        return error(400, "translate must be true or false")
-    params = await translator.translate_params(params, translate=translate)
+    params = await translated(request, body, params)
+    if isinstance(params, web.Response):
+        return params
     engine = request.app[ENGINE]
     forwarded_for = request.headers.getall("X-Forwarded-For", [])
     address = client_address(request.remote, forwarded_for, request.app[TRUSTED_PROXIES])
@@ -193,6 +191,16 @@ async def generate(request: web.Request) -> web.Response:
         log.error("HTTP /generate failed: %s", exc)
         return error(500, "generation failed")
     return png_response(params, result)
+
+
+async def translated(request: web.Request, body: object, params: GenerationParams) -> GenerationParams | web.Response:
+    """``params`` with a Russian prompt in English, as the body's ``"translate": true|false``
+    asks (default: as TRANSLATE); a 400 response when it is not a boolean."""
+    translator = request.app[TRANSLATOR]
+    translate = body.get("translate", translator.enabled) if isinstance(body, dict) else translator.enabled
+    if not isinstance(translate, bool):
+        return error(400, "translate must be true or false")
+    return await translator.translate_params(params, translate=translate)
 
 
 def png_response(params: GenerationParams, result: GenerationResult) -> web.Response:
