@@ -145,13 +145,18 @@ async def test_a_model_that_cannot_load_leaves_texts_as_typed_logged_once(
     translator.close()
 
 
+def slow_copy(tiny_marian: Path, directory: Path, pieces: int) -> Path:
+    """The tiny model, writing ``pieces`` pieces a translation: slow on purpose."""
+    shutil.copytree(tiny_marian, directory, dirs_exist_ok=True)
+    config = json.loads((directory / "generation_config.json").read_text())
+    (directory / "generation_config.json").write_text(json.dumps({**config, "max_length": pieces}))
+    return directory
+
+
 async def test_the_event_loop_runs_while_a_slow_translation_does(
     tiny_marian: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    slow = tmp_path_factory.mktemp("slow-marian")
-    shutil.copytree(tiny_marian, slow, dirs_exist_ok=True)
-    config = json.loads((slow / "generation_config.json").read_text())
-    (slow / "generation_config.json").write_text(json.dumps({**config, "max_length": 120}))  # 10x the pieces
+    slow = slow_copy(tiny_marian, tmp_path_factory.mktemp("slow-marian"), 120)  # 10x the pieces
     translator = Translator(str(slow))
     translator.start()
     await translator.translate(["кот"])  # loaded: what follows is translation alone
@@ -266,6 +271,24 @@ def test_help_tells_of_raw_when_translating(make_settings) -> None:
         on = help_text(lang, make_settings(TRANSLATE="auto"), ["cpu"])
         assert "<code>--raw</code>" in on and words in on and len(on) < 4096
         assert "--raw" not in help_text(lang, make_settings(TRANSLATE="off"), ["cpu"])
+
+
+async def test_status_is_answered_while_a_slow_translation_runs(
+    telegram: FakeTelegram, make_settings, tiny_marian: Path, tmp_path: Path
+) -> None:
+    slow = slow_copy(tiny_marian, tmp_path / "slow-marian", 500)
+    async with running_bot(translating(make_settings, telegram.url, slow)):
+        await telegram.send_text("/draw кот", user_id=331)  # the model is loaded: what follows is translating
+        await telegram.wait_for("sendPhoto", chat_id=331, timeout=120)
+        await telegram.send_text("/draw " + "старый город у моря ночью " * 20, user_id=332)
+        await asyncio.sleep(0.3)  # taken, and being translated (for seconds)
+        sent = time.monotonic()
+        await telegram.send_text("/status", user_id=333)
+        [status] = await telegram.wait_for("sendMessage", chat_id=333, text_contains="Device")
+        # The draw is answered (its place in line) only once its prompt is translated.
+        assert not telegram.find("sendMessage", chat_id=332), "the translation ended before /status: too fast to tell"
+        assert status.at - sent < 1.0, f"/status took {status.at - sent:.2f}s while translating"
+        await telegram.wait_for("sendPhoto", chat_id=332, timeout=120)
 
 
 # -- the HTTP API and the command line ------------------------------------------------
