@@ -26,6 +26,7 @@ from generation.samplers import SAMPLER_NAMES  # torch-free
 OFFICIAL_BOT_API = "https://api.telegram.org"
 DEFAULT_PRIOR = "kandinsky-community/kandinsky-2-2-prior"
 DEFAULT_DECODER = "kandinsky-community/kandinsky-2-2-decoder"
+DEFAULT_TRANSLATION_MODEL = "Helsinki-NLP/opus-mt-ru-en"  # generation.translation's default too
 Dtype = Literal["auto", "float16", "bfloat16", "float32"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 CompileMode = Literal["auto", "off", "default", "cudagraphs"]
@@ -102,6 +103,9 @@ class Settings(BaseSettings):
     trusted_proxies: tuple[IpNetwork, ...] = ()
     webhook_url: str = ""
     webhook_secret: SecretStr = Field(default=SecretStr(""), repr=False)
+    # Russian prompts: auto translates a text with Cyrillic letters to English before drawing.
+    translate: Literal["auto", "off"] = "auto"
+    translation_model: str = DEFAULT_TRANSLATION_MODEL
 
     @classmethod
     def settings_customise_sources(
@@ -214,6 +218,16 @@ class Settings(BaseSettings):
         if name not in SAMPLER_NAMES:
             raise ConfigError(f"DEFAULT_SAMPLER must be one of {', '.join(SAMPLER_NAMES)}, got {_shown(value)}")
         return name
+
+    @field_validator("translate", mode="before")
+    @classmethod
+    def _translate(cls, value: Any) -> Any:
+        raw = str(value).lower()
+        if raw in ("auto", "off"):
+            return raw
+        if raw in _TRUE or raw in _FALSE:
+            return "auto" if raw in _TRUE else "off"
+        raise ConfigError(f"TRANSLATE must be auto or off, got {_shown(value)}")
 
     @field_validator("admin_ids", "allowed_user_ids", "allowed_chat_ids", mode="before")
     @classmethod

@@ -5,13 +5,14 @@ python main.py draw "a red fox" -o fox.png [--size 512x512 --steps 30 ...]
 python main.py draw "a watercolor" --image in.png --strength 0.6 -o out.png
 python main.py vary in.png [text] -o out.png
 python main.py mix a.png b.png "in winter" --weights 0.4,0.4,0.2 -o out.png
-python main.py prefetch         download both models into the Hugging Face cache
+python main.py prefetch         download the models (and the translation model) into the Hugging Face cache
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import sys
@@ -75,7 +76,9 @@ def parse_command_line(argv: list[str]) -> argparse.Namespace:
     mix.add_argument("inputs", nargs="+", metavar="INPUT", help="a picture file or a text, 2 to 4 in all")
     mix.add_argument("--weights", metavar="W,W,...", help="one weight per input, in order (default: equal)")
     _drawing_options(mix)
-    commands.add_parser("prefetch", help="download both models into the Hugging Face cache (HF_HOME)")
+    commands.add_parser(
+        "prefetch", help="download both models and the translation model into the Hugging Face cache (HF_HOME)"
+    )
     commands.add_parser("health", help="exit 0 if the running bot's /health says healthy (needs HTTP_PORT)")
     args = parser.parse_args(argv)
     if args.command in DRAWING_COMMANDS and args.file:
@@ -97,6 +100,9 @@ def _drawing_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--guidance", metavar="X", help="how closely to follow the text, 0 to 20")
     command.add_argument("--prior-guidance", "--prior_guidance", dest="prior_guidance", metavar="X", help="0 to 20")
     command.add_argument("--sampler", metavar="NAME", help="ddpm, ddim or dpmpp (default: DEFAULT_SAMPLER)")
+    command.add_argument(
+        "--raw", action="store_true", help="draw the text as typed (no Russian-to-English translation)"
+    )
     command.add_argument("--file", action="store_true", help=argparse.SUPPRESS)  # /draw's; refused below
 
 
@@ -187,7 +193,8 @@ def draw_job(settings: Settings, args: argparse.Namespace) -> tuple[DrawRequest,
     }
     values = {name: value for name, value in options.items() if value is not None}
     try:
-        return _request(settings, args, values)
+        request, images = _request(settings, args, values)
+        return dataclasses.replace(request, raw=args.raw), images
     except DrawArgsError as exc:
         raise _BadDrawOptions(plain(text("en", exc.key, **exc.params))) from None
 
@@ -276,14 +283,20 @@ def draw_once(settings: Settings, request: DrawRequest, output: Path, images: li
     from tqdm import tqdm
 
     from generation import GenerationError
-    from generation.composition import create_engine
+    from generation.composition import create_engine, create_translator
     from generation.pipelines import decoder_steps
 
     async def run() -> int:
         engine = create_engine(settings, warm_up_size=(request.params.width, request.params.height))
         await engine.start()
+        translator = create_translator(settings)  # loads its model only for a text with Cyrillic
         try:
-            job = await engine.submit(request.params, user_id=0, images=images or ())
+            params = await translator.translate_params(request.params, translate=not request.raw)
+            if params.typed_prompt is not None:
+                print(f"drawing the translation: {params.prompt}")
+            elif translator.error is not None:
+                print(f"Not translated ({translator.error}): drawing the text as typed", file=sys.stderr)
+            job = await engine.submit(params, user_id=0, images=images or ())
             with tqdm(desc="loading models", bar_format="{desc}: {elapsed}") as loading:
                 while not (job.started.is_set() or job.future.done()):
                     await asyncio.sleep(0.1)
@@ -302,6 +315,7 @@ def draw_once(settings: Settings, request: DrawRequest, output: Path, images: li
                 print(f"Failed: {type(exc).__name__}: {exc}", file=sys.stderr)
                 return 1
         finally:
+            translator.close()
             await engine.close()
         output.write_bytes(result.png)
         print(f"{output}: {result.width}x{result.height}, seed {result.seed}, {result.seconds:.1f} s")
@@ -311,8 +325,11 @@ def draw_once(settings: Settings, request: DrawRequest, output: Path, images: li
 
 
 def prefetch(settings: Settings) -> int:
-    """Download both pipelines into the Hugging Face cache (a local directory is left alone)."""
+    """Download both pipelines, and the translation model unless TRANSLATE=off, into the
+    Hugging Face cache (a local directory is left alone)."""
     models = {"PRIOR_MODEL": settings.prior_model, "DECODER_MODEL": settings.decoder_model}
+    if settings.translate != "off":
+        models["TRANSLATION_MODEL"] = settings.translation_model
     for name, model in models.items():  # a typo in a path is told before anything is fetched
         if not Path(model).is_dir() and not _is_hub_id(model):
             print(f"{name}={model}: no such directory (and not a Hugging Face id such as owner/name)", file=sys.stderr)
@@ -320,13 +337,16 @@ def prefetch(settings: Settings) -> int:
     quiet_libraries()
     from diffusers import KandinskyV22Pipeline, KandinskyV22PriorPipeline
 
-    for pipeline, model in zip((KandinskyV22PriorPipeline, KandinskyV22Pipeline), models.values(), strict=True):
+    from generation.translation import download_model
+
+    downloads = (KandinskyV22PriorPipeline.download, KandinskyV22Pipeline.download, download_model)
+    for download, model in zip(downloads, models.values(), strict=False):
         if Path(model).is_dir():
             print(f"{model}: a local directory, nothing to download")
             continue
         print(f"downloading {model} ...")
         try:
-            path = pipeline.download(model)
+            path = download(model)
         except Exception as exc:  # offline, a typo in the id, no space left
             print(f"Could not download {model}: {_download_failure(exc)}", file=sys.stderr)
             return 1

@@ -27,7 +27,8 @@ from bot.telegram_retry import RetryMiddleware
 from bot.web.api import add_api
 from config import Settings
 from generation import GenerationEngine
-from generation.composition import create_engine, request_limits
+from generation.composition import create_engine, create_translator, request_limits
+from generation.translation import Translator
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def create_dispatcher(
     settings: Settings, engine: GenerationEngine, draws: DrawService, received: InboxMiddleware | None = None
 ) -> Dispatcher:
     # settings, engine and draws reach handlers, filters and middlewares as workflow data.
-    dispatcher = Dispatcher(settings=settings, engine=engine, draws=draws)
+    dispatcher = Dispatcher(settings=settings, engine=engine, draws=draws, translator=draws.translator)
     if received is not None:  # first: everything after it runs once the update is on disk
         dispatcher.update.outer_middleware(received)
     dispatcher.update.outer_middleware(LanguageMiddleware())
@@ -93,13 +94,13 @@ async def set_commands(bot: Bot) -> None:
 
 
 async def start_http_server(
-    settings: Settings, engine: GenerationEngine, dispatcher: Dispatcher, bot: Bot
+    settings: Settings, engine: GenerationEngine, dispatcher: Dispatcher, bot: Bot, translator: Translator | None = None
 ) -> web.AppRunner | None:
     """The HTTP API, /metrics and (in webhook mode) the webhook, on HTTP_HOST:HTTP_PORT."""
     if settings.http_port is None:
         return None
     app = web.Application()
-    add_api(app, engine, request_limits(settings), settings.api_tokens, settings.trusted_proxies)
+    add_api(app, engine, request_limits(settings), settings.api_tokens, settings.trusted_proxies, translator)
     if settings.webhook_url:
         # Telegram sends WEBHOOK_SECRET back in a header; aiogram refuses updates without it.
         # Not in background: Telegram gets its 200 once the update is in the inbox (the
@@ -135,14 +136,16 @@ async def run_bot(settings: Settings, *, handle_signals: bool = True, stop: asyn
     inbox = Inbox.in_dir(settings.data_dir)
     received = InboxMiddleware(inbox)
     engine = create_engine(settings)
+    translator = create_translator(settings)
+    translator.start()  # loads on its own thread, beside the engine's models
     bot = create_bot(settings)
-    draws = DrawService(bot, engine, journal, settings.progress_interval_s)
+    draws = DrawService(bot, engine, journal, settings.progress_interval_s, translator)
     dispatcher = create_dispatcher(settings, engine, draws, received)
     await engine.start()
     # The journal is read before the webhook or polling can bring an update; its requests are
     # queued (and drawn) in the background, while Telegram is still being reached.
     draws.start_recovery()
-    http = await start_http_server(settings, engine, dispatcher, bot)
+    http = await start_http_server(settings, engine, dispatcher, bot, translator)
     menu: asyncio.Task | None = None
     try:
         if not await wait_for_telegram(bot, settings.telegram_api_url, stop):
@@ -163,6 +166,7 @@ async def run_bot(settings: Settings, *, handle_signals: bool = True, stop: asyn
         await received.shutdown(min(settings.shutdown_grace_s, HANDLERS_GRACE_S))
         await draws.shutdown(settings.shutdown_grace_s)
         await engine.close()
+        translator.close()
         await bot.session.close()
         inbox.close()
         journal.close()

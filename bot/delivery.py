@@ -64,6 +64,8 @@ def caption(params: GenerationParams, result: GenerationResult, lang: str) -> st
     made = how_made(params, lang)
     if made:
         lines.append(made)
+    if params.typed_prompt is not None:  # the prompt above is the English drawn; this, what was typed
+        lines.append(text(lang, "tr-caption-note", typed=html.escape(shorten(params.typed_prompt, 200))))
     if result.prompt_truncated:
         lines.append(text(lang, "caption_truncated"))
     return "\n".join(lines)

@@ -7,7 +7,7 @@ import re
 import secrets
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from generation import DrawLimits, GenerationParams  # torch-free: the command line checks options before torch loads
 from generation.samplers import SAMPLER_NAMES, sampler_steps
@@ -28,6 +28,7 @@ OPTIONS = (
     "--prior-guidance",
     "--sampler",
     "--file",
+    "--raw",
 )
 _ALIASES = {"no": "neg", "negative": "neg", "prior_guidance": "prior-guidance", "aspect": "ar"}
 _EXAMPLES = {
@@ -66,6 +67,7 @@ class DrawRequest:
     params: GenerationParams
     as_document: bool
     seed_given: bool
+    raw: bool = False  # --raw: drawn as typed, never translated
 
 
 # Options only requests drawn from pictures take (bot/handlers/pictures.py): each command
@@ -76,7 +78,8 @@ PICTURE_OPTIONS = {"strength": "--strength 0.6", "weights": "--weights 0.3,0.7"}
 def parse_draw_args(args: str | None, limits: DrawLimits) -> DrawRequest:
     """Turn the text after ``/draw`` into a request. Raises DrawArgsError."""
     prompt, values, as_document = split_draw_args(args)
-    return request_from_options(prompt, values, limits, as_document=as_document)
+    request = request_from_options(prompt, values, limits, as_document=as_document)
+    return replace(request, raw=True) if "raw" in values else request
 
 
 def split_draw_args(args: str | None, extra: tuple[str, ...] = ()) -> tuple[str, dict[str, str], bool]:
@@ -89,6 +92,7 @@ def split_draw_args(args: str | None, extra: tuple[str, ...] = ()) -> tuple[str,
     prompt_words = [parts[0]]
     values: dict[str, str] = {}
     as_document = False
+    raw = False
     seen: set[str] = set()
     for name, equals, rest in zip(parts[1::3], parts[2::3], parts[3::3], strict=True):
         name = _ALIASES.get(name.lower(), name.lower())
@@ -100,6 +104,11 @@ def split_draw_args(args: str | None, extra: tuple[str, ...] = ()) -> tuple[str,
             if equals:  # "--file=no" would be read as its opposite: ask rather than guess
                 raise DrawArgsError("option_takes_no_value", option="--file")
             as_document = True
+            prompt_words.append(rest)
+        elif name == "raw":  # like --file: a flag, and what follows is still the prompt
+            if equals:
+                raise DrawArgsError("option_takes_no_value", option="--raw")
+            raw = True
             prompt_words.append(rest)
         elif name == "neg":
             if is_blank(_unquote(rest)):
@@ -119,6 +128,8 @@ def split_draw_args(args: str | None, extra: tuple[str, ...] = ()) -> tuple[str,
             raise DrawArgsError("unknown_option", option=echo(f"--{name}"), available=available)
 
     prompt = _unquote(" ".join(w.strip() for w in prompt_words if w.strip()))
+    if raw:  # carried as a value: request_from_options reads only the options it knows
+        values["raw"] = ""
     return prompt, values, as_document
 
 
@@ -276,6 +287,7 @@ JSON_FIELDS = {
     "prior_guidance_scale": "--prior-guidance",
     "seed": "--seed",
     "sampler": "--sampler",
+    "translate": None,  # read by the HTTP API (bot/web/api.py): translate a Russian prompt or not
 }
 
 

@@ -47,6 +47,7 @@ from generation import (
     ModelsUnavailable,
     OutOfMemory,
 )
+from generation.translation import Translator
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +85,18 @@ class CancelOutcome(enum.Enum):
 
 
 class DrawService:
-    def __init__(self, bot: Bot, engine: GenerationEngine, journal: Journal, progress_interval_s: float) -> None:
+    def __init__(
+        self,
+        bot: Bot,
+        engine: GenerationEngine,
+        journal: Journal,
+        progress_interval_s: float,
+        translator: Translator | None = None,
+    ) -> None:
         self._bot = bot
         self._engine = engine
+        # Russian prompts to English before drawing; None: drawn as typed.
+        self.translator = translator
         self._journal = journal
         self._interval = progress_interval_s
         self._tasks: dict[asyncio.Task, Ticket] = {}
@@ -104,12 +114,19 @@ class DrawService:
         user_id: int,
         lang: str,
         images: Sequence[bytes] = (),
+        translate: bool = True,
     ) -> Ticket | None:
         """Journal and queue a request; ``images``: the pictures it draws from (file bytes,
         checked already), kept under the data dir until it ends. None if this message was
         accepted before (Telegram sent the update again after a restart). Raises the
         engine's QueueFull, UserQueueFull or ModelsUnavailable, and then nothing stays in
-        the journal."""
+        the journal.
+
+        Texts with Cyrillic letters are translated first (unless ``translate`` is False:
+        --raw, a user's setting), so the journal holds what is drawn and a request
+        recovered after a restart is never translated again."""
+        if self.translator is not None:
+            params = await self.translator.translate_params(params, translate=translate)
         journal_id = self._journal.add(
             chat_id=chat_id,
             message_id=message_id,
@@ -198,7 +215,8 @@ class DrawService:
             self._tell(entry.chat_id, entry.message_id, failure_text(exc, entry.lang))
             return
         ticket = Ticket(entry.id, job, entry.chat_id, entry.message_id, entry.lang, entry.as_document)
-        named = entry.params.prompt.strip() or text(entry.lang, "pics-core-untitled")  # a mix of pictures only
+        # The words the user knows (typed, before translation); a mix of pictures only has none.
+        named = (entry.params.typed_prompt or entry.params.prompt).strip() or text(entry.lang, "pics-core-untitled")
         notice = text(entry.lang, "recovered", prompt=html.escape(shorten(named, 100)))
         self.follow(ticket, None, notice)
 

@@ -14,6 +14,7 @@ from generation.params import DrawLimits
 if TYPE_CHECKING:
     from config import Settings
     from generation.engine import GenerationEngine
+    from generation.translation import Translator
 
 
 def create_engine(settings: Settings, *, warm_up_size: tuple[int, int] | None = None) -> GenerationEngine:
@@ -34,6 +35,14 @@ def create_engine(settings: Settings, *, warm_up_size: tuple[int, int] | None = 
         max_queue=settings.max_queue,
         max_pending_per_user=settings.max_pending_per_user,
     )
+
+
+def create_translator(settings: Settings) -> Translator:
+    """The Russian-prompt translator (TRANSLATE, TRANSLATION_MODEL); it loads its model on
+    its own thread when started or first needed."""
+    from generation.translation import Translator  # torch-free until it loads its model
+
+    return Translator(settings.translation_model, enabled=settings.translate == "auto")
 
 
 def request_limits(settings: Settings) -> DrawLimits:

@@ -6,6 +6,7 @@ import torch
 
 from generation.devices import resolve_devices, resolve_dtype
 from generation.engine import GenerationEngine
+from generation.loading import LOADING
 from generation.pipelines import KandinskyPipelines
 
 
@@ -26,16 +27,17 @@ def build_engine(
     devices = resolve_devices(device)
 
     def load(target: torch.device) -> KandinskyPipelines:
-        pipes = KandinskyPipelines.load(
-            prior_model,
-            decoder_model,
-            target,
-            resolve_dtype(dtype, target),
-            cpu_offload=cpu_offload,
-            compile=compile,
-            prior_steps=prior_steps,
-            max_batch=max_batch,
-        )
+        with LOADING:  # never beside another from_pretrained (generation/loading.py)
+            pipes = KandinskyPipelines.load(
+                prior_model,
+                decoder_model,
+                target,
+                resolve_dtype(dtype, target),
+                cpu_offload=cpu_offload,
+                compile=compile,
+                prior_steps=prior_steps,
+                max_batch=max_batch,
+            )
         if target.type == "cuda" or pipes.compiled:
             # Kernels (and compiled graphs) get ready before the first user asks.
             pipes.prepare(*warm_up_size)

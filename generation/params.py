@@ -61,6 +61,9 @@ class GenerationParams:
     # from noise, changing it by ``strength`` (STRENGTH_MIN to STRENGTH_MAX).
     init_image: int | None = None
     strength: float = 0.5
+    # The prompt as the user typed it, when ``prompt`` is its English translation
+    # (generation.translation); None when drawn as typed.
+    typed_prompt: str | None = None
 
     @property
     def kind(self) -> str:

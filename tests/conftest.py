@@ -18,6 +18,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub
 
 from fake_telegram import FakeTelegram
 from tiny_kandinsky import save_tiny_models
+from tiny_marian import save_tiny_marian
 
 from bot import texts
 from bot.app import run_bot
@@ -38,6 +39,15 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return save_tiny_models(tmp_path_factory.mktemp("models"))
 
 
+@pytest.fixture(scope="session")
+def tiny_marian(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight MarianMT translation model (TRANSLATION_MODEL), built offline."""
+    import torch
+
+    torch.set_flush_denormal(True)  # random weights make denormals: 10x slower on the CPU
+    return save_tiny_marian(tmp_path_factory.mktemp("marian"))
+
+
 def bot_env(tiny_models: tuple[Path, Path], api_url: str = "http://127.0.0.1:9", **extra: str) -> dict[str, str]:
     """Environment for a bot on tiny models: small pictures, few steps, CPU."""
     prior, decoder = tiny_models
@@ -54,6 +64,8 @@ def bot_env(tiny_models: tuple[Path, Path], api_url: str = "http://127.0.0.1:9",
         "MAX_SIDE": "512",
         "ADMIN_IDS": str(ADMIN_ID),
         "PROGRESS_INTERVAL_S": "0.2",
+        # No translation model offline: tests of translation set TRANSLATE=auto and the tiny one.
+        "TRANSLATE": "off",
     }
     env.update(extra)
     return env

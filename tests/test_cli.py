@@ -69,10 +69,18 @@ def test_draw_rejects_bad_options_clearly(tmp_path: Path) -> None:
     assert not (tmp_path / "picture.png").exists()
 
 
-def test_prefetch(tiny_models: tuple[Path, Path], tmp_path: Path) -> None:
+def test_prefetch(tiny_models: tuple[Path, Path], tiny_marian: Path, tmp_path: Path) -> None:
     prior, decoder = tiny_models
-    local = run_main(["prefetch"], tmp_path, PRIOR_MODEL=str(prior), DECODER_MODEL=str(decoder))
-    assert local.returncode == 0 and local.stdout.count("nothing to download") == 2
+    models = {"PRIOR_MODEL": str(prior), "DECODER_MODEL": str(decoder)}
+    local = run_main(["prefetch"], tmp_path, **models, TRANSLATION_MODEL=str(tiny_marian))
+    assert local.returncode == 0 and local.stdout.count("nothing to download") == 3  # the translation model too
+    # The translation model is fetched too (TRANSLATE=auto, the default): offline, it cannot be.
+    hub = run_main(["prefetch"], tmp_path, **models, HF_HOME=str(tmp_path / "hf"))
+    assert hub.returncode == 1
+    assert hub.stderr.strip().startswith("Could not download Helsinki-NLP/opus-mt-ru-en: no network")
+    # TRANSLATE=off: no translation model to fetch.
+    off = run_main(["prefetch"], tmp_path, **models, TRANSLATE="off", TRANSLATION_MODEL="Helsinki-NLP/nothing")
+    assert off.returncode == 0 and "nothing" not in off.stderr
     # Offline (as here), a hub id cannot be fetched: said plainly, exit 1.
     offline = run_main(["prefetch"], tmp_path, HF_HOME=str(tmp_path / "hf"))
     assert offline.returncode == 1

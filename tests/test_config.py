@@ -34,6 +34,18 @@ def test_defaults_point_at_the_real_things() -> None:
     assert (settings.default_guidance, settings.default_prior_guidance) == (4.0, 1.0)
     assert (settings.max_side, settings.max_steps) == (1024, 100)
     assert settings.admin_ids == frozenset()
+    assert (settings.translate, settings.translation_model) == ("auto", "Helsinki-NLP/opus-mt-ru-en")
+
+
+def test_translate_values() -> None:
+    def mode(raw: str) -> str:
+        return settings_from_env({"BOT_TOKEN": TOKEN, "TRANSLATE": raw}).translate
+
+    assert (mode("auto"), mode("OFF"), mode("false"), mode("0"), mode("true")) == ("auto", "off", "off", "off", "auto")
+    assert refused(TRANSLATE="ru") == "TRANSLATE must be auto or off, got 'ru'"
+    assert settings_from_env({"BOT_TOKEN": TOKEN, "TRANSLATION_MODEL": "/models/opus"}).translation_model == (
+        "/models/opus"
+    )
 
 
 def test_values_are_parsed() -> None:

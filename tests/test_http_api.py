@@ -65,6 +65,8 @@ async def test_old_service_contract(telegram: FakeTelegram, make_settings, port:
                 "queue_length": 0,
                 "running": 0,
                 "error": None,
+                "translation": "off",  # TRANSLATE=off in the test settings
+                "translation_error": None,
             }
             async with http.get(f"{base}/") as response:
                 assert "POST /generate" in (await response.json())["endpoints"]

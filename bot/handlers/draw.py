@@ -72,6 +72,7 @@ async def draw(
             message_id=message.message_id,
             user_id=user_id,
             lang=lang,
+            translate=not request.raw,  # a user's saved setting joins here once settings exist
         )
     except UserQueueFull:
         await reply(message, text(lang, "busy_user", limit=settings.max_pending_per_user))

@@ -31,7 +31,9 @@ def help_text(lang: str, settings: Settings, devices: list[str]) -> str:
     )
     samplers = text(lang, "sampler-help", default=settings.default_sampler, **steps)
     pictures = text(lang, "pics-help", strength=settings.default_strength)
-    return "\n\n".join((body, samplers, pictures))
+    # --raw, when Russian descriptions are translated (issue 11).
+    raw = [text(lang, "tr-help")] if settings.translate != "off" else []
+    return "\n\n".join((body, *raw, samplers, pictures))
 
 
 async def show_help(message: Message, settings: Settings, engine: GenerationEngine, lang: str) -> None:

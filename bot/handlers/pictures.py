@@ -68,7 +68,7 @@ def _named_size(values: dict[str, str]) -> bool:
 
 async def redraw_request(
     bot: Bot, source: Message, args: str | None, limits: DrawLimits
-) -> tuple[GenerationParams, bool, list[Picture]]:
+) -> tuple[GenerationParams, bool, list[Picture], bool]:
     """``/draw <description> [options]`` on a picture: img2img at --strength."""
     refs = picture_files([source])  # a GIF or a PDF is refused before its options are read
     prompt, values, as_document = split_draw_args(args, ("strength",))
@@ -79,12 +79,12 @@ async def redraw_request(
     check_strength_steps(request.params.num_inference_steps, strength)  # before downloading
     [picture] = await download_pictures(bot, refs)
     shape = None if _named_size(values) else (picture.width, picture.height)
-    return img2img_params(request.params, strength, shape, limits), as_document, [picture]
+    return img2img_params(request.params, strength, shape, limits), as_document, [picture], "raw" in values
 
 
 async def variation_request(
     bot: Bot, source: Message, args: str | None, limits: DrawLimits
-) -> tuple[GenerationParams, bool, list[Picture]]:
+) -> tuple[GenerationParams, bool, list[Picture], bool]:
     """``/vary [text] [options]``: a picture like this one, perhaps steered by the text.
     It keeps the picture's shape unless --size/--ar says otherwise (a variation of a
     portrait is a portrait)."""
@@ -97,12 +97,12 @@ async def variation_request(
     if not _named_size(values):
         width, height = picture_size(picture.width, picture.height, limits)
         params = dataclasses.replace(params, width=width, height=height)
-    return params, as_document, [picture]
+    return params, as_document, [picture], "raw" in values
 
 
 async def mix_request(
     bot: Bot, sources: list[Message], args: str | None, limits: DrawLimits
-) -> tuple[GenerationParams, bool, list[Picture]]:
+) -> tuple[GenerationParams, bool, list[Picture], bool]:
     """``/mix [text] [--weights ...] [options]``: the pictures in order, then the text, at
     equal weights unless --weights says otherwise. The default size: pictures of
     different shapes have no one shape to keep."""
@@ -116,7 +116,7 @@ async def mix_request(
     request = base_request(prompt, values, limits, as_document=as_document)
     parts = mix_parts(inputs, values.get("weights"), limits)  # count and weights, before downloading
     pictures = await download_pictures(bot, refs)
-    return mix_params(request.params, parts), as_document, pictures
+    return mix_params(request.params, parts), as_document, pictures, "raw" in values
 
 
 # -- handlers -----------------------------------------------------------------------------
@@ -239,7 +239,7 @@ async def album_request(
 # -- accepting a request ----------------------------------------------------------------
 
 
-Built = tuple[GenerationParams, bool, list[Picture]]  # params, as a document, the pictures
+Built = tuple[GenerationParams, bool, list[Picture], bool]  # params, as a document, the pictures
 
 
 async def serve(
@@ -250,16 +250,16 @@ async def serve(
     settings: Settings,
     lang: str,
 ) -> str | None:
-    """Build the request (``building``: a coroutine of (params, as_document, pictures)),
+    """Build the request (``building``: a coroutine of (params, as_document, pictures, --raw given)),
     answering what is wrong with it, then queue it; ACCEPTED if it was (only then does
     it count for the rate limit)."""
     try:
-        params, as_document, pictures = await building
+        params, as_document, pictures, raw = await building
     except DrawArgsError as exc:
         values = {k: html.escape(v) if isinstance(v, str) else v for k, v in exc.params.items()}
         await reply(message, text(lang, exc.key, **values))
         return None
-    return await queue(message, params, as_document, pictures, draws, engine, settings, lang)
+    return await queue(message, params, as_document, pictures, draws, engine, settings, lang, translate=not raw)
 
 
 async def queue(
@@ -271,8 +271,10 @@ async def queue(
     engine: GenerationEngine,
     settings: Settings,
     lang: str,
+    translate: bool = True,
 ) -> str | None:
-    """Journal and queue the request and show its progress, as /draw does."""
+    """Journal and queue the request and show its progress, as /draw does (``translate``:
+    False for --raw)."""
     user_id = sender_id(message)
     try:
         ticket = await draws.submit(
@@ -283,6 +285,7 @@ async def queue(
             user_id=user_id,
             lang=lang,
             images=[p.data for p in pictures],
+            translate=translate,
         )
     except UserQueueFull:
         await reply(message, text(lang, "busy_user", limit=settings.max_pending_per_user))

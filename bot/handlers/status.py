@@ -12,9 +12,10 @@ from bot.filters import is_admin
 from bot.texts import text
 from config import Settings
 from generation import GenerationEngine, ModelState
+from generation.translation import TranslationState, Translator
 
 
-def status_text(engine: GenerationEngine, lang: str, *, details: bool) -> str:
+def status_text(engine: GenerationEngine, lang: str, *, details: bool, translator: Translator | None = None) -> str:
     """``details``: say why the models failed to load (the error names server paths, so
     only the bot's admins see it)."""
     status = engine.status()
@@ -40,13 +41,30 @@ def status_text(engine: GenerationEngine, lang: str, *, details: bool) -> str:
     ]
     if status.gpu_memory_bytes is not None:
         lines.append(text(lang, "status_gpu_memory", gib=status.gpu_memory_bytes / 2**30))
+    lines.append(translation_line(translator, lang, details=details))
     return "\n".join(lines)
 
 
+def translation_line(translator: Translator | None, lang: str, *, details: bool) -> str:
+    """Whether Russian prompts are translated; why not, for admins, when the model failed."""
+    state = translator.state if translator is not None else TranslationState.OFF
+    if state is TranslationState.FAILED and details:
+        words = text(lang, "tr-state-failed-details", error=html.escape(translator.error or "?"))
+    else:
+        words = text(lang, f"tr-state-{state.value}")
+    return text(lang, "tr-status", state=words)
+
+
 async def show_status(
-    message: Message, engine: GenerationEngine, settings: Settings, lang: str, event_from_user: User | None = None
+    message: Message,
+    engine: GenerationEngine,
+    settings: Settings,
+    lang: str,
+    event_from_user: User | None = None,
+    translator: Translator | None = None,
 ) -> None:
-    await message.answer(status_text(engine, lang, details=is_admin(settings, event_from_user)))
+    details = is_admin(settings, event_from_user)
+    await message.answer(status_text(engine, lang, details=details, translator=translator))
 
 
 def create_router() -> Router:

@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -26,11 +27,13 @@ from generation import (
     GenerationEngine,
     GenerationError,
     GenerationParams,
+    GenerationResult,
     ModelsUnavailable,
     OutOfMemory,
     QueueFull,
     UserQueueFull,
 )
+from generation.translation import TranslationState, Translator
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,7 @@ LIMITS = web.AppKey("limits", DrawLimits)
 API_TOKENS = web.AppKey("api_tokens", tuple[str, ...])
 TRUSTED_PROXIES = web.AppKey("trusted_proxies", tuple[Network, ...])
 METRICS = web.AppKey("metrics", Metrics)
+TRANSLATOR = web.AppKey("translator", Translator)
 TOKEN = web.RequestKey("api_token", str)  # the token the request came with, once checked
 # A /generate body is a few fields and two prompts of at most 4096 characters, each of
 # which JSON may spell as 12-byte surrogate pairs: 256 KiB is plenty.
@@ -87,7 +91,8 @@ async def info(request: web.Request) -> web.Response:
                 "GET /": "this description",
                 "GET /health": "status (healthy, reloading or unhealthy), device, models_loaded, queue_length",
                 "POST /generate": "JSON: prompt, negative_prompt, width, height, num_inference_steps, "
-                "guidance_scale, prior_guidance_scale, seed -> image/png",
+                "guidance_scale, prior_guidance_scale, seed, sampler, translate -> image/png "
+                "(X-Prompt-Used: the prompt drawn, percent-encoded UTF-8)",
                 "POST /img2img": "multipart/form-data: image (file), prompt, strength, and the fields of "
                 "/generate (no width/height: the picture's shape) -> image/png",
                 "POST /variations": "multipart/form-data: image (file), optional prompt (steers it), weights "
@@ -115,8 +120,16 @@ async def health(request: web.Request) -> web.Response:
             "queue_length": status.queued,
             "running": status.running,
             "error": status.error,
+            # Russian prompts: on, loading or off; why off when the model failed to load.
+            "translation": _translation_state(request.app[TRANSLATOR]).value,
+            "translation_error": request.app[TRANSLATOR].error,
         }
     )
+
+
+def _translation_state(translator: Translator) -> TranslationState:
+    state = translator.state
+    return TranslationState.OFF if state is TranslationState.FAILED else state
 
 
 async def read_json(request: web.Request) -> object:
@@ -157,6 +170,9 @@ async def generate(request: web.Request) -> web.Response:
         params = params_from_json(body, request.app[LIMITS])
     except DrawArgsError as exc:
         return error(400, plain(text("en", exc.key, **exc.params)))
+    params = await translated(request, body, params)
+    if isinstance(params, web.Response):
+        return params
     return await drawn(request, params)
 
 
@@ -167,11 +183,17 @@ def picture_endpoint(build: Callable[[Form, DrawLimits], Awaitable[tuple[Generat
     @requires_token
     async def handler(request: web.Request) -> web.Response:
         try:
-            params, images = await build(await read_form(request), request.app[LIMITS])
+            form = await read_form(request)
+            params, images = await build(form, request.app[LIMITS])
+            flag = form.one("translate")
         except FormError as exc:
             return error(exc.status, exc.message)
         except DrawArgsError as exc:
             return error(400, plain(text("en", exc.key, **exc.params)))
+        body = {} if flag is None else {"translate": {"true": True, "false": False}.get(flag.strip().lower(), flag)}
+        params = await translated(request, body, params)
+        if isinstance(params, web.Response):
+            return params
         return await drawn(request, params, images)
 
     return handler
@@ -204,6 +226,22 @@ async def drawn(request: web.Request, params: GenerationParams, images: Sequence
     except GenerationError as exc:
         log.error("HTTP %s failed: %s", request.path, exc)
         return error(500, "generation failed")
+    return png_response(params, result)
+
+
+async def translated(request: web.Request, body: object, params: GenerationParams) -> GenerationParams | web.Response:
+    """``params`` with a Russian prompt in English, as the body's ``"translate": true|false``
+    asks (default: as TRANSLATE); a 400 response when it is not a boolean."""
+    translator = request.app[TRANSLATOR]
+    translate = body.get("translate", translator.enabled) if isinstance(body, dict) else translator.enabled
+    if not isinstance(translate, bool):
+        return error(400, "translate must be true or false")
+    return await translator.translate_params(params, translate=translate)
+
+
+def png_response(params: GenerationParams, result: GenerationResult) -> web.Response:
+    """A picture as every endpoint answers it: the PNG, and headers saying how it was drawn.
+    X-Prompt-Used is the prompt drawn (English when translated), percent-encoded UTF-8."""
     return web.Response(
         body=result.png,
         content_type="image/png",
@@ -211,6 +249,7 @@ async def drawn(request: web.Request, params: GenerationParams, images: Sequence
             "X-Seed": str(result.seed),
             "X-Generation-Seconds": f"{result.seconds:.3f}",
             "X-Batch-Size": str(result.batch_size),
+            "X-Prompt-Used": quote(params.prompt, safe=""),
         },
     )
 
@@ -256,10 +295,13 @@ def add_api(
     limits: DrawLimits,
     api_tokens: tuple[str, ...],
     trusted_proxies: tuple[Network, ...] = (),
+    translator: Translator | None = None,
 ) -> None:
     """``api_tokens``: empty for no auth; several identify clients one by one.
-    ``trusted_proxies``: peers whose X-Forwarded-For names the client."""
+    ``trusted_proxies``: peers whose X-Forwarded-For names the client. ``translator``:
+    Russian prompts to English (None: every prompt drawn as sent)."""
     app[ENGINE], app[LIMITS], app[METRICS] = engine, limits, Metrics(engine)
+    app[TRANSLATOR] = translator if translator is not None else Translator(enabled=False)
     app[API_TOKENS], app[TRUSTED_PROXIES] = tuple(api_tokens), tuple(trusted_proxies)
     for method, path, handler in ROUTES:
         add = app.router.add_get if method == "GET" else app.router.add_post  # GET also answers HEAD
