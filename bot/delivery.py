@@ -57,6 +57,8 @@ def caption(params: GenerationParams, result: GenerationResult, lang: str) -> st
             seconds=result.seconds,
         )
     ]
+    if params.style is not None:
+        lines.append(text(lang, "style-caption", style=html.escape(params.style.name)))
     if result.prompt_truncated:
         lines.append(text(lang, "caption_truncated"))
     return "\n".join(lines)

@@ -10,13 +10,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from generation import DrawLimits, GenerationParams  # torch-free: the command line checks options before torch loads
+from generation.params import Style
+from generation.styles import NO_STYLE
 
 SEED_MAX = 2**32 - 1
 GUIDANCE_MAX = 20.0
 RATIO_MAX = 4.0
 TILE = 64  # Kandinsky's MoVQ works in 64-pixel tiles
 
-OPTIONS = ("--neg", "--no", "--size", "--ar", "--steps", "--seed", "--guidance", "--prior-guidance", "--file")
+OPTIONS = (
+    "--neg",
+    "--no",
+    "--size",
+    "--ar",
+    "--steps",
+    "--seed",
+    "--guidance",
+    "--prior-guidance",
+    "--style",
+    "--file",
+)
 _ALIASES = {"no": "neg", "negative": "neg", "prior_guidance": "prior-guidance", "aspect": "ar"}
 _EXAMPLES = {
     "neg": "--neg blurry, text",
@@ -26,7 +39,10 @@ _EXAMPLES = {
     "seed": "--seed 42",
     "guidance": "--guidance 4",
     "prior-guidance": "--prior-guidance 1",
+    "style": "--style watercolor",
 }
+# Options that set one thing: a saved default of one gives way to the other typed.
+_SAME_THING = ({"size", "ar"},)
 # An option starts a word: "--name", "--name=value" (the "=" is captured: "--file=yes" is
 # an error). Phones often turn "--" into a dash.
 _OPTION = re.compile(r"(?:^|\s+)--([A-Za-z][^\s=]*)(=?)")
@@ -54,8 +70,29 @@ class DrawRequest:
     seed_given: bool
 
 
-def parse_draw_args(args: str | None, limits: DrawLimits) -> DrawRequest:
-    """Turn the text after ``/draw`` into a request. Raises DrawArgsError."""
+def parse_draw_args(
+    args: str | None,
+    limits: DrawLimits,
+    defaults: Mapping[str, str] | None = None,
+    file_by_default: bool = False,
+) -> DrawRequest:
+    """Turn the text after ``/draw`` into a request, options not typed taken from the
+    user's saved ``defaults`` (keyed as ``request_from_options``'s values). Raises DrawArgsError."""
+    prompt, values, as_document = split_draw_args(args)
+    values = with_defaults(values, defaults or {})
+    return request_from_options(prompt, values, limits, as_document=as_document or file_by_default)
+
+
+def with_defaults(typed: Mapping[str, str], defaults: Mapping[str, str]) -> dict[str, str]:
+    """``typed`` option values over ``defaults``: the command always wins, also over a
+    default that sets the same thing another way (a typed --size over a saved --ar)."""
+    shadowed = {name for group in _SAME_THING if group & typed.keys() for name in group}
+    return {**{k: v for k, v in defaults.items() if k not in shadowed}, **typed}
+
+
+def split_draw_args(args: str | None) -> tuple[str, dict[str, str], bool]:
+    """The text after ``/draw`` as (description, option values by name without ``--``,
+    --file given), nothing checked but the options' names and form. Raises DrawArgsError."""
     text = _DASHES.sub(r"\1--", (args or "").strip())
     parts = _OPTION.split(text)
     prompt_words = [parts[0]]
@@ -87,7 +124,7 @@ def parse_draw_args(args: str | None, limits: DrawLimits) -> DrawRequest:
             raise DrawArgsError("unknown_option", option=echo(f"--{name}"), available=", ".join(OPTIONS))
 
     prompt = _unquote(" ".join(w.strip() for w in prompt_words if w.strip()))
-    return request_from_options(prompt, values, limits, as_document=as_document)
+    return prompt, values, as_document
 
 
 def request_from_options(
@@ -95,7 +132,7 @@ def request_from_options(
 ) -> DrawRequest:
     """A request from a prompt and option values already split apart, as the command
     line's arguments are (nothing is unquoted or re-split). ``values`` is keyed by the
-    option's name without ``--``: neg, size, ar, steps, seed, guidance, prior-guidance.
+    option's name without ``--``: neg, size, ar, steps, seed, guidance, prior-guidance, style.
     Raises DrawArgsError."""
     prompt = prompt.strip()
     if is_blank(prompt):
@@ -123,8 +160,19 @@ def request_from_options(
         seed=_integer("--seed", values.get("seed"), 0, SEED_MAX, None)
         if seed_given
         else secrets.randbelow(SEED_MAX + 1),
+        style=style_named(values.get("style"), limits),
     )
     return DrawRequest(params=params, as_document=as_document, seed_given=seed_given)
+
+
+def style_named(name: str | None, limits: DrawLimits) -> Style | None:
+    """The style --style names (any case); None for none. Raises DrawArgsError."""
+    if name is None or name.strip().lower() == NO_STYLE:
+        return None
+    style = limits.styles.get(name.strip().lower())
+    if style is None:
+        raise DrawArgsError("style-unknown", value=echo(name), available=", ".join([*limits.styles, NO_STYLE]))
+    return style
 
 
 def echo(value: str) -> str:
@@ -229,6 +277,7 @@ JSON_FIELDS = {
     "guidance_scale": "--guidance",
     "prior_guidance_scale": "--prior-guidance",
     "seed": "--seed",
+    "style": "--style",
 }
 
 
@@ -245,6 +294,9 @@ def params_from_json(body: object, limits: DrawLimits) -> GenerationParams:
     negative = body.get("negative_prompt")
     if negative is not None and not isinstance(negative, str):
         raise DrawArgsError("bad_field", field="negative_prompt", expected="string")
+    style = body.get("style")
+    if style is not None and not isinstance(style, str):
+        raise DrawArgsError("bad_field", field="style", expected="string")
     for value in (prompt, negative or ""):
         if len(value) > limits.max_prompt_chars:
             raise DrawArgsError("prompt_too_long", limit=limits.max_prompt_chars, length=len(value))
@@ -276,4 +328,5 @@ def params_from_json(body: object, limits: DrawLimits) -> GenerationParams:
             "prior_guidance_scale", field("prior_guidance_scale"), limits.default_prior_guidance
         ),
         seed=_integer("seed", seed, 0, SEED_MAX, None) if seed is not None else secrets.randbelow(SEED_MAX + 1),
+        style=style_named(style, limits),
     )
