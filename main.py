@@ -59,6 +59,7 @@ def parse_command_line(argv: list[str]) -> argparse.Namespace:
     draw.add_argument("--seed", metavar="N", help="repeat a picture exactly")
     draw.add_argument("--guidance", metavar="X", help="how closely to follow the text, 0 to 20")
     draw.add_argument("--prior-guidance", "--prior_guidance", dest="prior_guidance", metavar="X", help="0 to 20")
+    draw.add_argument("--style", metavar="NAME", help="wrap the description in a style's words (see /styles)")
     draw.add_argument("--file", action="store_true", help=argparse.SUPPRESS)  # /draw's; refused below
     commands.add_parser("prefetch", help="download both models into the Hugging Face cache (HF_HOME)")
     commands.add_parser("health", help="exit 0 if the running bot's /health says healthy (needs HTTP_PORT)")
@@ -146,6 +147,7 @@ def draw_request(settings: Settings, args: argparse.Namespace) -> DrawRequest:
         "seed": args.seed,
         "guidance": args.guidance,
         "prior-guidance": args.prior_guidance,
+        "style": args.style,
     }
     values = {name: value for name, value in options.items() if value is not None}
     try:
