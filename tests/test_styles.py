@@ -93,6 +93,13 @@ async def test_styles_lists_them_in_the_users_language(bot: FakeTelegram) -> Non
     await bot.send_text("/styles", user_id=43, lang="ru")
     [listed] = await bot.wait_for("sendMessage", chat_id=43)
     assert "<code>watercolor</code> — нежная акварель" in listed.data["text"] and "Стили" in listed.data["text"]
+    await bot.send_text("/help", user_id=43)
+    [_, helped] = await bot.wait_for("sendMessage", chat_id=43, count=2)
+    assert (
+        "/settings" in helped.data["text"]
+        and "/styles" in helped.data["text"]
+        and "--style NAME" in helped.data["text"]
+    )
 
 
 async def test_a_style_from_styles_file_is_used(telegram: FakeTelegram, make_settings, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ def help_text(lang: str, settings: Settings, devices: list[str]) -> str:
     """The help, saying where pictures are drawn: the engine's devices, as resolved
     (DEVICE=auto on a machine without a GPU draws on the CPU)."""
     on_gpu = any(device.startswith("cuda") for device in devices)
-    return text(
+    general = text(
         lang,
         "help",
         where=text(lang, "help_where_gpu" if on_gpu else "help_where_cpu"),
@@ -27,6 +27,7 @@ def help_text(lang: str, settings: Settings, devices: list[str]) -> str:
         width=settings.default_width,
         height=settings.default_height,
     )
+    return f"{general}\n\n{text(lang, 'settings-help')}"  # /settings, /styles, --style
 
 
 async def show_help(message: Message, settings: Settings, engine: GenerationEngine, lang: str) -> None:

@@ -1,5 +1,7 @@
 ### /settings (each user's defaults for /draw) and /styles (--style). Telegram HTML; variables arrive escaped.
 
+settings-help = ⚙️ <b>Your defaults</b>: /settings keeps a size, quality, style and more for every /draw. <code>--style NAME</code> wraps the description in a style's words (<code>--style none</code>: none); /styles lists them.
+
 settings-title = ⚙️ <b>Your defaults for /draw</b>
 
 settings-size = 📐 Size: { $size }{ $saved ->

@@ -1,5 +1,7 @@
 ### /settings (настройки /draw каждого пользователя) и /styles (--style). Telegram HTML; переменные уже экранированы.
 
+settings-help = ⚙️ <b>Ваши настройки</b>: /settings сохраняет размер, качество, стиль и другое для каждого /draw. <code>--style ИМЯ</code> оборачивает описание в слова стиля (<code>--style none</code> — без стиля); список: /styles.
+
 settings-title = ⚙️ <b>Ваши настройки для /draw</b>
 
 settings-size = 📐 Размер: { $size }{ $saved ->
