@@ -164,3 +164,16 @@ def test_a_json_styles_file_works(tmp_path: Path) -> None:
     book = load_styles(path)
     assert book.styles["neon"].wrap("a fox") == "neon a fox" and book.description("neon", "en") == "неон"
     assert "watercolor" in book.styles  # the built-in ones stay
+
+
+def test_a_journal_row_keeps_its_style_and_older_rows_have_none() -> None:
+    from dataclasses import asdict
+
+    from bot.journal import decode_params, encode_params
+    from generation.params import GenerationParams, Style
+
+    params = GenerationParams("a fox", 64, 64, 4, 4.0, 1.0, 7, style=Style("neon", "neon {prompt}", "day"))
+    again = decode_params(encode_params(params), 1)
+    assert again == params and again.drawn_prompt == "neon a fox" and again.drawn_negative == "day"
+    older = {k: v for k, v in asdict(params).items() if k != "style"}
+    assert decode_params(json.dumps(older), 1).style is None
