@@ -17,11 +17,20 @@ from urllib.parse import urlsplit
 
 import annotated_types
 from dotenv import load_dotenv
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from generation.samplers import SAMPLER_NAMES  # torch-free
+from generation.styles import StyleBook, StylesError, load_styles
 
 OFFICIAL_BOT_API = "https://api.telegram.org"
 DEFAULT_PRIOR = "kandinsky-community/kandinsky-2-2-prior"
@@ -106,6 +115,9 @@ class Settings(BaseSettings):
     # Russian prompts: auto translates a text with Cyrillic letters to English before drawing.
     translate: Literal["auto", "off"] = "auto"
     translation_model: str = DEFAULT_TRANSLATION_MODEL
+    # TOML or JSON file of --style templates, added to the built-in ones (generation/styles.toml).
+    styles_file: str = ""
+    _styles: StyleBook = PrivateAttr(default_factory=StyleBook)
 
     @classmethod
     def settings_customise_sources(
@@ -119,6 +131,11 @@ class Settings(BaseSettings):
         # Values come only from the mapping settings_from_env reads (os.environ in production,
         # after load_settings put .env in it), so that a test's dict is all there is.
         return (init_settings,)
+
+    @property
+    def styles(self) -> StyleBook:
+        """The built-in styles and STYLES_FILE's, read once when the settings were checked."""
+        return self._styles
 
     @property
     def webhook_path(self) -> str:
@@ -291,6 +308,10 @@ class Settings(BaseSettings):
                 f"DEFAULT_STEPS must be between 1 and {self.max_steps} (MAX_STEPS), got {self.default_steps}"
             )
         self._check_http()
+        try:  # read now: a bad file stops the start, naming its line
+            self._styles = load_styles(self.styles_file or None)
+        except StylesError as exc:
+            raise ConfigError(str(exc)) from None
         return self
 
     def _check_http(self) -> None:

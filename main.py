@@ -100,6 +100,7 @@ def _drawing_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--guidance", metavar="X", help="how closely to follow the text, 0 to 20")
     command.add_argument("--prior-guidance", "--prior_guidance", dest="prior_guidance", metavar="X", help="0 to 20")
     command.add_argument("--sampler", metavar="NAME", help="ddpm, ddim or dpmpp (default: DEFAULT_SAMPLER)")
+    command.add_argument("--style", metavar="NAME", help="wrap the description in a style's words (see /styles)")
     command.add_argument(
         "--raw", action="store_true", help="draw the text as typed (no Russian-to-English translation)"
     )
@@ -190,6 +191,7 @@ def draw_job(settings: Settings, args: argparse.Namespace) -> tuple[DrawRequest,
         "guidance": args.guidance,
         "prior-guidance": args.prior_guidance,
         "sampler": args.sampler,
+        "style": args.style,
     }
     values = {name: value for name, value in options.items() if value is not None}
     try:

@@ -24,6 +24,7 @@ from bot.middlewares.language import LanguageMiddleware
 from bot.middlewares.rate_limit import RateLimitMiddleware
 from bot.telegram_check import wait_for_telegram
 from bot.telegram_retry import RetryMiddleware
+from bot.user_settings import UserSettings
 from bot.web.api import add_api
 from config import Settings
 from generation import GenerationEngine
@@ -42,6 +43,8 @@ COMMANDS = {
         ("mix", "Blend 2-4 photos: an album captioned /mix"),
         ("help", "How to ask and all options"),
         ("status", "Is the bot ready, how many requests wait"),
+        ("settings", "Your defaults: size, quality, style, language"),
+        ("styles", "The styles for --style"),
     ],
     "ru": [
         ("draw", "Нарисовать: /draw a red fox in the snow"),
@@ -49,6 +52,8 @@ COMMANDS = {
         ("mix", "Смешать 2–4 фото: альбом с подписью /mix"),
         ("help", "Как просить и все параметры"),
         ("status", "Готов ли бот, сколько запросов ждут"),
+        ("settings", "Ваши настройки: размер, качество, стиль, язык"),
+        ("styles", "Стили для --style"),
     ],
 }
 
@@ -64,13 +69,21 @@ def create_bot(settings: Settings) -> Bot:
 
 
 def create_dispatcher(
-    settings: Settings, engine: GenerationEngine, draws: DrawService, received: InboxMiddleware | None = None
+    settings: Settings,
+    engine: GenerationEngine,
+    draws: DrawService,
+    received: InboxMiddleware | None = None,
+    user_settings: UserSettings | None = None,
 ) -> Dispatcher:
-    # settings, engine and draws reach handlers, filters and middlewares as workflow data.
-    dispatcher = Dispatcher(settings=settings, engine=engine, draws=draws, translator=draws.translator)
+    user_settings = user_settings or UserSettings.in_dir(settings.data_dir)
+    # settings, engine, draws, translator and user_settings reach handlers, filters and
+    # middlewares as workflow data.
+    dispatcher = Dispatcher(
+        settings=settings, engine=engine, draws=draws, translator=draws.translator, user_settings=user_settings
+    )
     if received is not None:  # first: everything after it runs once the update is on disk
         dispatcher.update.outer_middleware(received)
-    dispatcher.update.outer_middleware(LanguageMiddleware())
+    dispatcher.update.outer_middleware(LanguageMiddleware(user_settings))
     # Inner middlewares run in this order once the filters chose a handler: a stranger is
     # refused before a request is counted.
     access = AccessMiddleware()
@@ -135,12 +148,13 @@ async def run_bot(settings: Settings, *, handle_signals: bool = True, stop: asyn
     journal = Journal.in_dir(settings.data_dir)
     inbox = Inbox.in_dir(settings.data_dir)
     received = InboxMiddleware(inbox)
+    user_settings = UserSettings.in_dir(settings.data_dir)
     engine = create_engine(settings)
     translator = create_translator(settings)
     translator.start()  # loads on its own thread, beside the engine's models
     bot = create_bot(settings)
     draws = DrawService(bot, engine, journal, settings.progress_interval_s, translator)
-    dispatcher = create_dispatcher(settings, engine, draws, received)
+    dispatcher = create_dispatcher(settings, engine, draws, received, user_settings)
     await engine.start()
     # The journal is read before the webhook or polling can bring an update; its requests are
     # queued (and drawn) in the background, while Telegram is still being reached.
@@ -169,6 +183,7 @@ async def run_bot(settings: Settings, *, handle_signals: bool = True, stop: asyn
         translator.close()
         await bot.session.close()
         inbox.close()
+        user_settings.close()
         journal.close()
         log.info("stopped")
 

@@ -66,6 +66,8 @@ def caption(params: GenerationParams, result: GenerationResult, lang: str) -> st
         lines.append(made)
     if params.typed_prompt is not None:  # the prompt above is the English drawn; this, what was typed
         lines.append(text(lang, "tr-caption-note", typed=html.escape(shorten(params.typed_prompt, 200))))
+    if params.style is not None:
+        lines.append(text(lang, "style-caption", style=html.escape(params.style.name)))
     if result.prompt_truncated:
         lines.append(text(lang, "caption_truncated"))
     return "\n".join(lines)

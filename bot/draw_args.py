@@ -10,7 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from generation import DrawLimits, GenerationParams  # torch-free: the command line checks options before torch loads
+from generation.params import Style
 from generation.samplers import SAMPLER_NAMES, sampler_steps
+from generation.styles import NO_STYLE
 
 SEED_MAX = 2**32 - 1
 GUIDANCE_MAX = 20.0
@@ -27,6 +29,7 @@ OPTIONS = (
     "--guidance",
     "--prior-guidance",
     "--sampler",
+    "--style",
     "--file",
     "--raw",
 )
@@ -40,7 +43,10 @@ _EXAMPLES = {
     "guidance": "--guidance 4",
     "prior-guidance": "--prior-guidance 1",
     "sampler": "--sampler dpmpp",
+    "style": "--style watercolor",
 }
+# Options that set one thing: a saved default of one gives way to the other typed.
+_SAME_THING = ({"size", "ar"},)
 # An option starts a word: "--name", "--name=value" (the "=" is captured: "--file=yes" is
 # an error). Phones often turn "--" into a dash.
 _OPTION = re.compile(r"(?:^|\s+)--([A-Za-z][^\s=]*)(=?)")
@@ -75,16 +81,31 @@ class DrawRequest:
 PICTURE_OPTIONS = {"strength": "--strength 0.6", "weights": "--weights 0.3,0.7"}
 
 
-def parse_draw_args(args: str | None, limits: DrawLimits) -> DrawRequest:
-    """Turn the text after ``/draw`` into a request. Raises DrawArgsError."""
+def parse_draw_args(
+    args: str | None,
+    limits: DrawLimits,
+    defaults: Mapping[str, str] | None = None,
+    file_by_default: bool = False,
+) -> DrawRequest:
+    """Turn the text after ``/draw`` into a request, options not typed taken from the
+    user's saved ``defaults`` (keyed as ``request_from_options``'s values). Raises DrawArgsError."""
     prompt, values, as_document = split_draw_args(args)
-    request = request_from_options(prompt, values, limits, as_document=as_document)
+    values = with_defaults(values, defaults or {})
+    request = request_from_options(prompt, values, limits, as_document=as_document or file_by_default)
     return replace(request, raw=True) if "raw" in values else request
 
 
+def with_defaults(typed: Mapping[str, str], defaults: Mapping[str, str]) -> dict[str, str]:
+    """``typed`` option values over ``defaults``: the command always wins, also over a
+    default that sets the same thing another way (a typed --size over a saved --ar)."""
+    shadowed = {name for group in _SAME_THING if group & typed.keys() for name in group}
+    return {**{k: v for k, v in defaults.items() if k not in shadowed}, **typed}
+
+
 def split_draw_args(args: str | None, extra: tuple[str, ...] = ()) -> tuple[str, dict[str, str], bool]:
-    """The text after a command as (prompt, option values by name without ``--``, --file
-    given). ``extra``: names of PICTURE_OPTIONS also accepted. Raises DrawArgsError."""
+    """The text after a command as (description, option values by name without ``--``,
+    --file given), nothing checked but the options' names and form; --raw is the value
+    "raw" (""). ``extra``: names of PICTURE_OPTIONS also accepted. Raises DrawArgsError."""
     examples = _EXAMPLES | {name: PICTURE_OPTIONS[name] for name in extra}
     available = ", ".join((*OPTIONS, *(f"--{name}" for name in extra)))
     text = _DASHES.sub(r"\1--", (args or "").strip())
@@ -139,7 +160,7 @@ def request_from_options(
     """A request from a prompt and option values already split apart, as the command
     line's arguments are (nothing is unquoted or re-split). ``values`` is keyed by the
     option's name without ``--``: neg, size, ar, steps, seed, guidance, prior-guidance,
-    sampler. Raises DrawArgsError."""
+    sampler, style. Raises DrawArgsError."""
     prompt = prompt.strip()
     if is_blank(prompt):
         raise DrawArgsError("usage")
@@ -170,8 +191,19 @@ def request_from_options(
         if seed_given
         else secrets.randbelow(SEED_MAX + 1),
         sampler=sampler,
+        style=style_named(values.get("style"), limits),
     )
     return DrawRequest(params=params, as_document=as_document, seed_given=seed_given)
+
+
+def style_named(name: str | None, limits: DrawLimits) -> Style | None:
+    """The style --style names (any case); None for none. Raises DrawArgsError."""
+    if name is None or name.strip().lower() == NO_STYLE:
+        return None
+    style = limits.styles.get(name.strip().lower())
+    if style is None:
+        raise DrawArgsError("style-unknown", value=echo(name), available=", ".join([*limits.styles, NO_STYLE]))
+    return style
 
 
 def echo(value: str) -> str:
@@ -288,6 +320,7 @@ JSON_FIELDS = {
     "seed": "--seed",
     "sampler": "--sampler",
     "translate": None,  # read by the HTTP API (bot/web/api.py): translate a Russian prompt or not
+    "style": "--style",
 }
 
 
@@ -304,6 +337,9 @@ def params_from_json(body: object, limits: DrawLimits) -> GenerationParams:
     negative = body.get("negative_prompt")
     if negative is not None and not isinstance(negative, str):
         raise DrawArgsError("bad_field", field="negative_prompt", expected="string")
+    style = body.get("style")
+    if style is not None and not isinstance(style, str):
+        raise DrawArgsError("bad_field", field="style", expected="string")
     for value in (prompt, negative or ""):
         if len(value) > limits.max_prompt_chars:
             raise DrawArgsError("prompt_too_long", limit=limits.max_prompt_chars, length=len(value))
@@ -344,4 +380,5 @@ def params_from_json(body: object, limits: DrawLimits) -> GenerationParams:
         ),
         seed=_integer("seed", seed, 0, SEED_MAX, None) if seed is not None else secrets.randbelow(SEED_MAX + 1),
         sampler=sampler,
+        style=style_named(style, limits),
     )

@@ -58,4 +58,5 @@ def request_limits(settings: Settings) -> DrawLimits:
         max_side=settings.max_side,
         max_steps=settings.max_steps,
         max_prompt_chars=settings.max_prompt_chars,
+        styles=settings.styles.styles,
     )

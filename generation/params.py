@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -20,12 +21,29 @@ class DrawLimits:
     max_prompt_chars: int = 1000
     default_strength: float = 0.5  # img2img: how much of the starting picture may change
     default_sampler: str = "ddpm"
+    # The styles --style may name (generation.styles: the built-in ones and STYLES_FILE's).
+    styles: Mapping[str, Style] = field(default_factory=dict)
 
 
 # img2img strength bounds: below 0.05 nothing changes (no decoder step runs at 20 steps).
 STRENGTH_MIN = 0.05
 STRENGTH_MAX = 1.0
 MIX_MAX_PARTS = 4  # inputs of one /mix (texts and pictures together)
+
+
+@dataclass(frozen=True)
+class Style:
+    """A prompt template (generation/styles.toml, STYLES_FILE): the description goes where
+    ``prompt`` says ``{prompt}``; ``negative`` is added to the request's negative prompt.
+    A request carries its style whole, so a journal row draws the same after the style
+    file changed."""
+
+    name: str
+    prompt: str
+    negative: str = ""
+
+    def wrap(self, description: str) -> str:
+        return self.prompt.replace("{prompt}", description)
 
 
 @dataclass(frozen=True)
@@ -64,6 +82,19 @@ class GenerationParams:
     # The prompt as the user typed it, when ``prompt`` is its English translation
     # (generation.translation); None when drawn as typed.
     typed_prompt: str | None = None
+    # A prompt template (--style); ``prompt`` stays the user's own description.
+    style: Style | None = None
+
+    @property
+    def drawn_prompt(self) -> str:
+        """The text the prior reads: the description in its style's template."""
+        return self.style.wrap(self.prompt) if self.style else self.prompt
+
+    @property
+    def drawn_negative(self) -> str | None:
+        """The negative prompt the prior reads: the request's and its style's."""
+        parts = (self.negative_prompt, self.style.negative if self.style else None)
+        return ", ".join(p for p in parts if p) or None
 
     @property
     def kind(self) -> str:

@@ -337,9 +337,9 @@ class KandinskyPipelines:
         # Per request, the prior runs it needs in order: (prompt, negative prompt).
         runs: list[list[tuple[str, str | None]]] = []
         for p in batch:
-            negative = p.negative_prompt or None
+            negative = p.drawn_negative  # with its style's (--style), as the prompt
             if not p.mix:
-                runs.append([(p.prompt, negative)])
+                runs.append([(p.drawn_prompt, negative)])
             else:
                 texts = [(part.text or "", negative) for part in p.mix if part.text is not None]
                 # interpolate's last call ("" against the negative prompt) gives the
@@ -367,7 +367,7 @@ class KandinskyPipelines:
                 embedding = next(texts)[0] if part.text is not None else picture_embeds[(i, part.image)]
                 parts.append(embedding.unsqueeze(0) * part.weight)
             image_embeds[i] = torch.cat(parts).sum(dim=0)
-            if p.negative_prompt:
+            if p.drawn_negative:
                 negative_embeds[i] = drawn[i][-1][1]
             else:
                 negative_embeds[i] = self.prior.get_zero_embed(1, device=self.device).to(image_embeds[i].dtype)
@@ -452,7 +452,7 @@ def decoder_steps(params: GenerationParams) -> int:
 
 
 def _texts(params: GenerationParams) -> list[str | None]:
-    return [params.prompt, params.negative_prompt, *(part.text for part in params.mix)]
+    return [params.drawn_prompt, params.drawn_negative, *(part.text for part in params.mix)]
 
 
 def _as_image(picture: Image.Image | bytes) -> Image.Image:

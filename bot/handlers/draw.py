@@ -20,6 +20,7 @@ from bot.middlewares.rate_limit import ACCEPTED
 from bot.progress import progress_text
 from bot.senders import may_cancel, sender_id
 from bot.texts import text
+from bot.user_settings import UserSettings, usable_options
 from config import Settings
 from generation import GenerationEngine, ModelsUnavailable, QueueFull, UserQueueFull
 from generation.composition import request_limits
@@ -36,14 +37,20 @@ async def draw_command(
     engine: GenerationEngine,
     settings: Settings,
     lang: str,
+    user_settings: UserSettings,
 ) -> str | None:
-    return await draw(message, command.args, draws, engine, settings, lang)
+    return await draw(message, command.args, draws, engine, settings, lang, user_settings)
 
 
 async def draw_plain_text(
-    message: Message, draws: DrawService, engine: GenerationEngine, settings: Settings, lang: str
+    message: Message,
+    draws: DrawService,
+    engine: GenerationEngine,
+    settings: Settings,
+    lang: str,
+    user_settings: UserSettings,
 ) -> str | None:
-    return await draw(message, message.text, draws, engine, settings, lang)
+    return await draw(message, message.text, draws, engine, settings, lang, user_settings)
 
 
 async def hint(message: Message, lang: str) -> None:
@@ -52,18 +59,27 @@ async def hint(message: Message, lang: str) -> None:
 
 
 async def draw(
-    message: Message, args: str | None, draws: DrawService, engine: GenerationEngine, settings: Settings, lang: str
+    message: Message,
+    args: str | None,
+    draws: DrawService,
+    engine: GenerationEngine,
+    settings: Settings,
+    lang: str,
+    user_settings: UserSettings,
 ) -> str | None:
-    """Queue the request; ACCEPTED if it was (only then does it count for the rate limit)."""
+    """Queue the request; ACCEPTED if it was (only then does it count for the rate limit).
+    Options not typed come from the sender's saved defaults (/settings)."""
+    user_id = sender_id(message)  # an anonymous admin is their group, not GroupAnonymousBot
+    limits = request_limits(settings)
+    saved = user_settings.get(user_id)
     try:
-        request = parse_draw_args(args, request_limits(settings))
+        request = parse_draw_args(args, limits, usable_options(saved, limits, user_id), saved.as_document)
     except DrawArgsError as exc:
         # Numbers stay numbers: the catalogue picks plural forms by them ("351 символ").
         params = {k: html.escape(v) if isinstance(v, str) else v for k, v in exc.params.items()}
         await reply(message, text(lang, exc.key, **params))
         return None
 
-    user_id = sender_id(message)  # an anonymous admin is their group, not GroupAnonymousBot
     try:
         ticket = await draws.submit(
             params=request.params,

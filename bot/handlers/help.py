@@ -33,7 +33,8 @@ def help_text(lang: str, settings: Settings, devices: list[str]) -> str:
     pictures = text(lang, "pics-help", strength=settings.default_strength)
     # --raw, when Russian descriptions are translated (issue 11).
     raw = [text(lang, "tr-help")] if settings.translate != "off" else []
-    return "\n\n".join((body, *raw, samplers, pictures))
+    # /settings, /styles, --style
+    return "\n\n".join((body, *raw, samplers, pictures, text(lang, "settings-help")))
 
 
 async def show_help(message: Message, settings: Settings, engine: GenerationEngine, lang: str) -> None:

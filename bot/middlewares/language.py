@@ -1,4 +1,5 @@
-"""Pick the user's language once per update and hand it to handlers as ``lang``."""
+"""Pick the user's language once per update and hand it to handlers as ``lang``: the one
+they chose in /settings, else their Telegram app's."""
 
 from __future__ import annotations
 
@@ -6,12 +7,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import BaseMiddleware
-from aiogram.types import TelegramObject, User
+from aiogram.types import TelegramObject, Update, User
 
 from bot.texts import language_of
+from bot.user_settings import UserSettings
 
 
 class LanguageMiddleware(BaseMiddleware):
+    def __init__(self, user_settings: UserSettings | None = None) -> None:
+        self.user_settings = user_settings
+
     async def __call__(
         self,
         handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
@@ -19,5 +24,15 @@ class LanguageMiddleware(BaseMiddleware):
         data: dict[str, Any],
     ) -> Any:
         user: User | None = data.get("event_from_user")
-        data["lang"] = language_of(user.language_code if user else None)
+        data["lang"] = self._chosen(event, user) or language_of(user.language_code if user else None)
         return await handler(event, data)
+
+    def _chosen(self, event: TelegramObject, user: User | None) -> str | None:
+        if self.user_settings is None:
+            return None
+        owner = user.id if user else None
+        # An anonymous admin's settings are their group's (bot.senders.sender_id); a
+        # button press names the real person.
+        if isinstance(event, Update) and event.message and event.message.sender_chat:
+            owner = event.message.sender_chat.id
+        return None if owner is None else self.user_settings.get(owner).language

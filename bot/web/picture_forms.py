@@ -152,9 +152,10 @@ def _base(form: Form, prompt: str | None, limits: DrawLimits) -> GenerationParam
     negative = form.one("negative_prompt")
     if negative is not None and negative.strip():
         body["negative_prompt"] = negative
-    sampler = form.one("sampler")
-    if sampler is not None:
-        body["sampler"] = sampler
+    for name in ("sampler", "style"):
+        value = form.one(name)
+        if value is not None:
+            body[name] = value
     for name in NUMBER_FIELDS:
         value = _number(name, form.one(name))
         if value is not None:
