@@ -17,6 +17,7 @@ import html
 import logging
 import sqlite3
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aiogram import Bot
@@ -64,7 +65,7 @@ class Ticket:
     journal_id: int
     job: Job
     chat_id: int
-    message_id: int
+    message_id: int  # what its answers reply to: the /draw, or the picture whose button was pressed
     lang: str
     as_document: bool
     status: Message | None = None  # the message showing its progress, once there is one
@@ -102,21 +103,34 @@ class DrawService:
         message_id: int,
         user_id: int,
         lang: str,
+        images: Sequence[bytes] = (),
+        reply_to: int | None = None,
     ) -> Ticket | None:
         """Journal and queue a request. None if this message was accepted before (Telegram
         sent the update again after a restart). Raises the engine's QueueFull,
-        UserQueueFull or ModelsUnavailable, and then nothing stays in the journal."""
+        UserQueueFull or ModelsUnavailable, and then nothing stays in the journal.
+        ``reply_to``: what the answers reply to, when not ``message_id`` (a button press)."""
         journal_id = self._journal.add(
-            chat_id=chat_id, message_id=message_id, user_id=user_id, lang=lang, params=params, as_document=as_document
+            chat_id=chat_id,
+            message_id=message_id,
+            user_id=user_id,
+            lang=lang,
+            params=params,
+            as_document=as_document,
+            reply_to=reply_to,
         )
         if journal_id is None:
             return None
         try:
-            job = await self._engine.submit(params, user_id=user_id)
+            job = await self._engine.submit(params, user_id=user_id, images=images)
         except GenerationError:
             self._journal.remove(journal_id)
             raise
-        return Ticket(journal_id, job, chat_id, message_id, lang, as_document)
+        return Ticket(journal_id, job, chat_id, message_id if reply_to is None else reply_to, lang, as_document)
+
+    def request(self, journal_id: int) -> Entry | Unreadable | None:
+        """A request as the journal keeps it, whatever its state (for a picture's buttons)."""
+        return self._journal.get(journal_id)
 
     def follow(self, ticket: Ticket, status: Message | None, notice: str | None = None) -> None:
         """Serve the ticket in the background: progress, then the picture or the error.
@@ -183,9 +197,9 @@ class DrawService:
             job = await self._engine.submit(entry.params, user_id=entry.user_id, enforce_limits=False)
         except GenerationError as exc:  # the models failed to load: say so rather than wait forever
             self._mark_safely(entry.id, State.FAILED, f"{type(exc).__name__}: {exc}")
-            self._tell(entry.chat_id, entry.message_id, failure_text(exc, entry.lang))
+            self._tell(entry.chat_id, entry.reply_id, failure_text(exc, entry.lang))
             return
-        ticket = Ticket(entry.id, job, entry.chat_id, entry.message_id, entry.lang, entry.as_document)
+        ticket = Ticket(entry.id, job, entry.chat_id, entry.reply_id, entry.lang, entry.as_document)
         notice = text(entry.lang, "recovered", prompt=html.escape(shorten(entry.params.prompt, 100)))
         self.follow(ticket, None, notice)
 
@@ -292,7 +306,14 @@ class DrawService:
             started.cancel()
         try:
             await send_picture(
-                self._bot, ticket.chat_id, ticket.message_id, ticket.params, result, ticket.lang, ticket.as_document
+                self._bot,
+                ticket.chat_id,
+                ticket.message_id,
+                ticket.params,
+                result,
+                ticket.lang,
+                ticket.as_document,
+                journal_id=ticket.journal_id,
             )
         except TelegramAPIError as exc:  # final: blocked, chat gone, or Telegram down for minutes
             log.error("job %s: picture not delivered: %s", ticket.journal_id, exc)

@@ -54,7 +54,14 @@ CREATE INDEX IF NOT EXISTS jobs_unfinished ON jobs (state) WHERE state IN ('queu
 # Columns added after the first release, for journals made before them: (name,
 # declaration). Rows written before a column existed get its default (params_version
 # 0: the JSON of the first release).
-ADDED_COLUMNS = (("params_version", "INTEGER NOT NULL DEFAULT 0"),)
+ADDED_COLUMNS = (
+    ("params_version", "INTEGER NOT NULL DEFAULT 0"),
+    # What the answers reply to when it is not message_id: a button press has no message
+    # of its own (message_id is then a negative id made from the press), so its picture
+    # answers the picture whose button was pressed.
+    ("reply_to", "INTEGER"),
+)
+_COLUMNS = "id, chat_id, message_id, user_id, lang, params, params_version, as_document, state, reply_to"
 
 _params = TypeAdapter(GenerationParams)
 
@@ -77,6 +84,12 @@ class Entry:
     params: GenerationParams
     as_document: bool
     state: State
+    reply_to: int | None = None  # see ADDED_COLUMNS
+
+    @property
+    def reply_id(self) -> int:
+        """The message its answers reply to."""
+        return self.message_id if self.reply_to is None else self.reply_to
 
 
 @dataclass(frozen=True)
@@ -158,13 +171,21 @@ class Journal:
         self._db.close()
 
     def add(
-        self, *, chat_id: int, message_id: int, user_id: int, lang: str, params: GenerationParams, as_document: bool
+        self,
+        *,
+        chat_id: int,
+        message_id: int,
+        user_id: int,
+        lang: str,
+        params: GenerationParams,
+        as_document: bool,
+        reply_to: int | None = None,
     ) -> int | None:
         """Record an accepted request; None if this message was recorded before."""
         now = time.time()
         cursor = self._db.execute(
             "INSERT OR IGNORE INTO jobs (chat_id, message_id, user_id, lang, params, params_version, as_document,"
-            " state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " state, created_at, updated_at, reply_to) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 chat_id,
                 message_id,
@@ -176,6 +197,7 @@ class Journal:
                 State.QUEUED,
                 now,
                 now,
+                reply_to,
             ),
         )
         return cursor.lastrowid if cursor.rowcount else None
@@ -193,17 +215,22 @@ class Journal:
         """Rows neither sent, failed nor cancelled, oldest first; each either an Entry to
         run or an Unreadable to settle."""
         rows = self._db.execute(
-            "SELECT id, chat_id, message_id, user_id, lang, params, params_version, as_document, state FROM jobs"
-            " WHERE state IN ('queued', 'running') ORDER BY id"
+            f"SELECT {_COLUMNS} FROM jobs WHERE state IN ('queued', 'running') ORDER BY id"
         ).fetchall()
         return [_entry(row) for row in rows]
+
+    def get(self, job_id: int) -> Entry | Unreadable | None:
+        """One request, whatever its state (a picture's buttons repeat it); None when
+        there is no such row."""
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return None if row is None else _entry(row)
 
     def counts(self) -> dict[str, int]:
         return dict(self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall())
 
 
 def _entry(row: tuple) -> Entry | Unreadable:
-    job_id, chat_id, message_id, user_id, lang, params, version, as_document, state = row
+    job_id, chat_id, message_id, user_id, lang, params, version, as_document, state, reply_to = row
     lang = lang if isinstance(lang, str) else "en"
     ids_ok = all(isinstance(v, int) and not isinstance(v, bool) for v in (chat_id, message_id, user_id))
     try:
@@ -213,4 +240,9 @@ def _entry(row: tuple) -> Entry | Unreadable:
     except UnreadableParams as exc:
         numbers = isinstance(chat_id, int) and isinstance(message_id, int)
         return Unreadable(job_id, chat_id if numbers else None, message_id if numbers else None, lang, str(exc))
-    return Entry(job_id, chat_id, message_id, user_id, lang, decoded, bool(as_document), State(state))
+    try:
+        state = State(state)
+    except ValueError:
+        return Unreadable(job_id, chat_id, message_id, lang, f"unknown state {state!r}")
+    reply_to = reply_to if isinstance(reply_to, int) and not isinstance(reply_to, bool) else None
+    return Entry(job_id, chat_id, message_id, user_id, lang, decoded, bool(as_document), state, reply_to)

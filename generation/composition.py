@@ -48,4 +48,6 @@ def request_limits(settings: Settings) -> DrawLimits:
         max_side=settings.max_side,
         max_steps=settings.max_steps,
         max_prompt_chars=settings.max_prompt_chars,
+        max_upscale_side=settings.max_upscale_side,
+        upscale_strength=settings.upscale_strength,
     )

@@ -20,6 +20,8 @@ class DrawLimits:
     max_prompt_chars: int = 1000
     default_strength: float = 0.5  # img2img: how much of the starting picture may change
     default_sampler: str = "ddpm"
+    max_upscale_side: int = 2048  # an upscale's longest side (MAX_UPSCALE_SIDE)
+    upscale_strength: float = 0.3  # how much an upscale's img2img may change (UPSCALE_STRENGTH)
 
 
 # img2img strength bounds: below 0.05 nothing changes (no decoder step runs at 20 steps).
