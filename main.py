@@ -2,6 +2,8 @@
 
 python main.py                  run the bot (settings from .env and the environment)
 python main.py draw "a red fox" -o fox.png [--size 512x512 --steps 30 ...]
+python main.py upscale in.png -o out.png [--seed N --steps N --strength X]
+                                a picture at twice the size (Lanczos, then img2img)
 python main.py prefetch         download both models into the Hugging Face cache
 """
 
@@ -60,6 +62,18 @@ def parse_command_line(argv: list[str]) -> argparse.Namespace:
     draw.add_argument("--guidance", metavar="X", help="how closely to follow the text, 0 to 20")
     draw.add_argument("--prior-guidance", "--prior_guidance", dest="prior_guidance", metavar="X", help="0 to 20")
     draw.add_argument("--file", action="store_true", help=argparse.SUPPRESS)  # /draw's; refused below
+    upscale = commands.add_parser(
+        "upscale",
+        help="a picture at twice the size, refined by Kandinsky (as the Upscale 2x button)",
+        description="Enlarge a picture 2x (the longer side at most MAX_UPSCALE_SIDE) with Lanczos, "
+        "then refine it by img2img at UPSCALE_STRENGTH.",
+        allow_abbrev=False,
+    )
+    upscale.add_argument("input", type=Path, help="the picture to enlarge")
+    upscale.add_argument("-o", "--output", default="upscaled.png", help="PNG file to write (default: upscaled.png)")
+    upscale.add_argument("--seed", type=int, metavar="N", help="repeat an upscale exactly")
+    upscale.add_argument("--steps", type=int, metavar="N", help="decoder steps before strength (default DEFAULT_STEPS)")
+    upscale.add_argument("--strength", type=float, metavar="X", help="how much may change, 0.05 to 1.0")
     commands.add_parser("prefetch", help="download both models into the Hugging Face cache (HF_HOME)")
     commands.add_parser("health", help="exit 0 if the running bot's /health says healthy (needs HTTP_PORT)")
     args = parser.parse_args(argv)
@@ -77,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Configuration error: {exc}", file=sys.stderr)
         return 2
     # The command line shows its own progress; its log shows only what went wrong.
-    quiet = command in ("draw", "prefetch") and settings.log_level != "DEBUG"
+    quiet = command in ("draw", "upscale", "prefetch") and settings.log_level != "DEBUG"
     setup_logging("WARNING" if quiet else settings.log_level, secrets_of(settings))
     if command == "health":
         return health(settings)
@@ -85,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         request = draw_request(settings, args) if command == "draw" else None
+        upscaling = upscale_request(settings, args) if command == "upscale" else None
         check_data_dir(settings.data_dir)  # before torch is imported: it writes there
         if command == "run":
             check_journal(settings.data_dir)
@@ -94,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     use_compile_cache(settings)
     if request is not None:
         return draw_once(settings, request, Path(args.output))
+    if upscaling is not None:
+        return draw_once(settings, upscaling[0], Path(args.output), upscaling[1])
     if command == "prefetch":
         return prefetch(settings)
     from bot.app import run_bot  # after logging is set: importing torch takes seconds
@@ -154,6 +171,51 @@ def draw_request(settings: Settings, args: argparse.Namespace) -> DrawRequest:
         raise _BadDrawOptions(plain(text("en", exc.key, **exc.params))) from None
 
 
+def upscale_request(settings: Settings, args: argparse.Namespace) -> tuple[DrawRequest, tuple[bytes, ...]]:
+    """``upscale``'s arguments as a request and its picture: the input checked and
+    enlarged with Lanczos (the img2img starts from it), without importing torch."""
+    import secrets
+
+    from bot.draw_args import SEED_MAX, DrawRequest
+    from generation.composition import request_limits
+    from generation.images import BadImage, open_image
+    from generation.params import STRENGTH_MAX, STRENGTH_MIN
+    from generation.upscale import enlarge, upscale_params, upscale_size
+
+    limits = request_limits(settings)
+    steps = limits.default_steps if args.steps is None else args.steps
+    strength = limits.upscale_strength if args.strength is None else args.strength
+    if not 1 <= steps <= limits.max_steps:
+        raise _BadDrawOptions(f"--steps must be a whole number from 1 to {limits.max_steps}")
+    if not STRENGTH_MIN <= strength <= STRENGTH_MAX:
+        raise _BadDrawOptions(f"--strength must be a number from {STRENGTH_MIN} to {STRENGTH_MAX}")
+    if args.seed is not None and not 0 <= args.seed <= SEED_MAX:
+        raise _BadDrawOptions(f"--seed must be a whole number from 0 to {SEED_MAX}")
+    try:
+        data = args.input.read_bytes()
+        image = open_image(data)
+    except OSError as exc:
+        raise _BadDrawOptions(f"{args.input}: {exc.strerror or exc}") from None
+    except BadImage as exc:
+        raise _BadDrawOptions(f"{args.input}: not a picture that can be drawn from ({exc})") from None
+    size = upscale_size(image.width, image.height, limits.max_upscale_side)
+    if size is None:
+        raise _BadDrawOptions(
+            f"{args.input}: already {image.width}x{image.height}; MAX_UPSCALE_SIDE is {limits.max_upscale_side}"
+        )
+    params = upscale_params(
+        size,
+        prompt=args.input.name,
+        steps=steps,
+        guidance=limits.default_guidance,
+        prior_guidance=limits.default_prior_guidance,
+        strength=strength,
+        seed=secrets.randbelow(SEED_MAX + 1) if args.seed is None else args.seed,
+    )
+    request = DrawRequest(params=params, as_document=True, seed_given=args.seed is not None)
+    return request, (enlarge(data, size),)
+
+
 def quiet_libraries() -> None:
     """No loading bars or info lines from diffusers, transformers and the hub: the
     command line shows one bar for loading and one for drawing."""
@@ -166,26 +228,27 @@ def quiet_libraries() -> None:
         library.disable_progress_bar()
 
 
-def draw_once(settings: Settings, request: DrawRequest, output: Path) -> int:
+def draw_once(settings: Settings, request: DrawRequest, output: Path, images: tuple[bytes, ...] = ()) -> int:
     """One picture through the same engine the bot uses: a bar while the models load,
-    then one for the decoder's steps."""
+    then one for the decoder's steps. ``images``: the pictures the request draws from."""
     quiet_libraries()
     from tqdm import tqdm
 
     from generation import GenerationError
     from generation.composition import create_engine
+    from generation.pipelines import decoder_steps
 
     async def run() -> int:
         engine = create_engine(settings, warm_up_size=(request.params.width, request.params.height))
         await engine.start()
         try:
-            job = await engine.submit(request.params, user_id=0)
+            job = await engine.submit(request.params, user_id=0, images=images)
             with tqdm(desc="loading models", bar_format="{desc}: {elapsed}") as loading:
                 while not (job.started.is_set() or job.future.done()):
                     await asyncio.sleep(0.1)
                     loading.refresh()
             if not job.future.done():  # else loading failed: no bar for a drawing that never starts
-                total = request.params.num_inference_steps
+                total = decoder_steps(request.params)  # an img2img runs steps x strength
                 with tqdm(total=total, desc="drawing", unit="step") as bar:
                     while not job.future.done():
                         await asyncio.wait({job.future}, timeout=0.2)
