@@ -218,3 +218,22 @@ def request_limits_for_tests():
     from generation import DrawLimits
 
     return DrawLimits(768, 768, 50, 4.0, 1.0, max_side=1024, max_steps=100, max_prompt_chars=4096)
+
+
+async def test_a_press_delivered_twice_draws_once(bot: FakeTelegram) -> None:
+    """Telegram may send a press again (e.g. after a restart): its journal row, keyed by
+    the press, is written once, like a /draw sent twice."""
+    await bot.send_text("/draw a kite", user_id=15)
+    [photo] = await bot.wait_for("sendPhoto", chat_id=15)
+    press = {
+        "id": "the-same-press",
+        "from": {"id": 15, "is_bot": False, "first_name": "u", "language_code": "en"},
+        "chat_instance": "ci",
+        "message": photo.result,
+        "data": buttons(photo)["again"],
+    }
+    for _ in range(2):
+        await bot._push({"callback_query": dict(press)})
+    await bot.wait_for("sendPhoto", chat_id=15, count=2)
+    await asyncio.sleep(1.0)
+    assert len(bot.find("sendPhoto", chat_id=15)) == 2
