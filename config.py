@@ -43,7 +43,7 @@ DTYPES: tuple[str, ...] = typing.get_args(Dtype)
 LOG_LEVELS: tuple[str, ...] = typing.get_args(LogLevel)
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 # The routes of the HTTP API (bot/web/api.py): a webhook on one of these would never see an update.
-HTTP_API_PATHS = ("/", "/health", "/generate", "/img2img", "/variations", "/mix", "/reload", "/metrics")
+HTTP_API_PATHS = ("/", "/health", "/generate", "/img2img", "/variations", "/mix", "/upscale", "/reload", "/metrics")
 # Telegram's secret_token is 1-256 of these characters; a guessable short one is refused.
 WEBHOOK_SECRET_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,256}")
 TILE = 64  # Kandinsky's MoVQ works in 64-pixel tiles
@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     # UnCLIPScheduler divides by (steps - 1): one prior step raises ZeroDivisionError.
     prior_steps: Annotated[int, Field(ge=2, le=200)] = 25
     max_side: Annotated[int, Field(ge=64, le=4096, multiple_of=TILE)] = 1024
+    # The "Upscale 2x" button, POST /upscale and `main.py upscale`: the longest side an
+    # upscale may reach, and how much img2img may change the enlarged picture.
+    max_upscale_side: Annotated[int, Field(ge=64, le=4096, multiple_of=TILE)] = 2048
+    upscale_strength: Annotated[float, Field(ge=0.05, le=1.0, allow_inf_nan=False)] = 0.3
     # The decoder's DDPM schedule has 1000 training steps with steps_offset=1: 1000 inference
     # steps ask for timestep 1000 and fail with IndexError, 999 work.
     max_steps: Annotated[int, Field(ge=1, le=999)] = 100

@@ -6,6 +6,8 @@ python main.py draw "a watercolor" --image in.png --strength 0.6 -o out.png
 python main.py vary in.png [text] -o out.png
 python main.py mix a.png b.png "in winter" --weights 0.4,0.4,0.2 -o out.png
 python main.py prefetch         download the models (and the translation model) into the Hugging Face cache
+python main.py upscale in.png -o out.png [--seed N --steps N --strength X]
+                                a picture at twice the size (Lanczos, then img2img)
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import MutableMapping
+from collections.abc import MutableMapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -76,6 +78,18 @@ def parse_command_line(argv: list[str]) -> argparse.Namespace:
     mix.add_argument("inputs", nargs="+", metavar="INPUT", help="a picture file or a text, 2 to 4 in all")
     mix.add_argument("--weights", metavar="W,W,...", help="one weight per input, in order (default: equal)")
     _drawing_options(mix)
+    upscale = commands.add_parser(
+        "upscale",
+        help="a picture at twice the size, refined by Kandinsky (as the Upscale 2x button)",
+        description="Enlarge a picture 2x (the longer side at most MAX_UPSCALE_SIDE) with Lanczos, "
+        "then refine it by img2img at UPSCALE_STRENGTH.",
+        allow_abbrev=False,
+    )
+    upscale.add_argument("input", type=Path, help="the picture to enlarge")
+    upscale.add_argument("-o", "--output", default="upscaled.png", help="PNG file to write (default: upscaled.png)")
+    upscale.add_argument("--seed", type=int, metavar="N", help="repeat an upscale exactly")
+    upscale.add_argument("--steps", type=int, metavar="N", help="decoder steps before strength (default DEFAULT_STEPS)")
+    upscale.add_argument("--strength", type=float, metavar="X", help="how much may change, 0.05 to 1.0")
     commands.add_parser(
         "prefetch", help="download both models and the translation model into the Hugging Face cache (HF_HOME)"
     )
@@ -116,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Configuration error: {exc}", file=sys.stderr)
         return 2
     # The command line shows its own progress; its log shows only what went wrong.
-    quiet = command in (*DRAWING_COMMANDS, "prefetch") and settings.log_level != "DEBUG"
+    quiet = command in (*DRAWING_COMMANDS, "upscale", "prefetch") and settings.log_level != "DEBUG"
     setup_logging("WARNING" if quiet else settings.log_level, secrets_of(settings))
     if command == "health":
         return health(settings)
@@ -124,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         request, images = draw_job(settings, args) if command in DRAWING_COMMANDS else (None, [])
+        upscaling = upscale_request(settings, args) if command == "upscale" else None
         check_data_dir(settings.data_dir)  # before torch is imported: it writes there
         if command == "run":
             check_journal(settings.data_dir)
@@ -133,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     use_compile_cache(settings)
     if request is not None:
         return draw_once(settings, request, Path(args.output), images)
+    if upscaling is not None:
+        return draw_once(settings, upscaling[0], Path(args.output), upscaling[1])
     if command == "prefetch":
         return prefetch(settings)
     from bot.app import run_bot  # after logging is set: importing torch takes seconds
@@ -266,6 +283,52 @@ def _read_picture(path: str) -> bytes:
     return data
 
 
+def upscale_request(settings: Settings, args: argparse.Namespace) -> tuple[DrawRequest, tuple[bytes, ...]]:
+    """``upscale``'s arguments as a request and its picture: the input checked and
+    enlarged with Lanczos (the img2img starts from it), without importing torch."""
+    import secrets
+
+    from bot.draw_args import SEED_MAX, DrawRequest
+    from generation.composition import request_limits
+    from generation.images import BadImage, open_image
+    from generation.params import STRENGTH_MAX, STRENGTH_MIN
+    from generation.upscale import enlarge, upscale_params, upscale_size
+
+    limits = request_limits(settings)
+    steps = limits.default_steps if args.steps is None else args.steps
+    strength = limits.upscale_strength if args.strength is None else args.strength
+    if not 1 <= steps <= limits.max_steps:
+        raise _BadDrawOptions(f"--steps must be a whole number from 1 to {limits.max_steps}")
+    if not STRENGTH_MIN <= strength <= STRENGTH_MAX:
+        raise _BadDrawOptions(f"--strength must be a number from {STRENGTH_MIN} to {STRENGTH_MAX}")
+    if args.seed is not None and not 0 <= args.seed <= SEED_MAX:
+        raise _BadDrawOptions(f"--seed must be a whole number from 0 to {SEED_MAX}")
+    try:
+        data = args.input.read_bytes()
+        image = open_image(data)
+    except OSError as exc:
+        raise _BadDrawOptions(f"{args.input}: {exc.strerror or exc}") from None
+    except BadImage as exc:
+        raise _BadDrawOptions(f"{args.input}: not a picture that can be drawn from ({exc})") from None
+    size = upscale_size(image.width, image.height, limits.max_upscale_side)
+    if size is None:
+        raise _BadDrawOptions(
+            f"{args.input}: already {image.width}x{image.height}; MAX_UPSCALE_SIDE is {limits.max_upscale_side}"
+        )
+    params = upscale_params(
+        size,
+        prompt=args.input.name,
+        steps=steps,
+        guidance=limits.default_guidance,
+        prior_guidance=limits.default_prior_guidance,
+        strength=strength,
+        seed=secrets.randbelow(SEED_MAX + 1) if args.seed is None else args.seed,
+    )
+    # raw: its "prompt" is the file name, never translated
+    request = DrawRequest(params=params, as_document=True, seed_given=args.seed is not None, raw=True)
+    return request, (enlarge(data, size),)
+
+
 def quiet_libraries() -> None:
     """No loading bars or info lines from diffusers, transformers and the hub: the
     command line shows one bar for loading and one for drawing."""
@@ -278,9 +341,9 @@ def quiet_libraries() -> None:
         library.disable_progress_bar()
 
 
-def draw_once(settings: Settings, request: DrawRequest, output: Path, images: list[bytes] | None = None) -> int:
+def draw_once(settings: Settings, request: DrawRequest, output: Path, images: Sequence[bytes] = ()) -> int:
     """One picture through the same engine the bot uses: a bar while the models load,
-    then one for the decoder's steps."""
+    then one for the decoder's steps. ``images``: the pictures the request draws from."""
     quiet_libraries()
     from tqdm import tqdm
 
@@ -298,13 +361,13 @@ def draw_once(settings: Settings, request: DrawRequest, output: Path, images: li
                 print(f"drawing the translation: {params.prompt}")
             elif translator.error is not None:
                 print(f"Not translated ({translator.error}): drawing the text as typed", file=sys.stderr)
-            job = await engine.submit(params, user_id=0, images=images or ())
+            job = await engine.submit(params, user_id=0, images=images)
             with tqdm(desc="loading models", bar_format="{desc}: {elapsed}") as loading:
                 while not (job.started.is_set() or job.future.done()):
                     await asyncio.sleep(0.1)
                     loading.refresh()
             if not job.future.done():  # else loading failed: no bar for a drawing that never starts
-                total = decoder_steps(request.params)  # a redraw runs steps x strength
+                total = decoder_steps(request.params)  # an img2img runs steps x strength
                 with tqdm(total=total, desc="drawing", unit="step") as bar:
                     while not job.future.done():
                         await asyncio.wait({job.future}, timeout=0.2)

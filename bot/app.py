@@ -89,7 +89,9 @@ def create_dispatcher(
     access = AccessMiddleware()
     dispatcher.message.middleware(access)
     dispatcher.callback_query.middleware(access)
-    dispatcher.message.middleware(RateLimitMiddleware(settings.rate_limit_per_min))
+    limiter = RateLimitMiddleware(settings.rate_limit_per_min)  # one count for /draw and button presses
+    dispatcher.message.middleware(limiter)
+    dispatcher.callback_query.middleware(limiter)
     dispatcher.include_routers(*create_routers())
     return dispatcher
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import html
 import logging
+import re
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import BufferedInputFile, Message, ReplyParameters
 
+from bot.keyboards import picture_keyboard
 from bot.texts import text
 from generation import GenerationParams, GenerationResult
 
@@ -19,6 +21,9 @@ PHOTO_MAX_BYTES = 10 * 1024 * 1024
 PHOTO_MAX_SIDES_SUM = 10_000
 PHOTO_MAX_RATIO = 20
 CAPTION_PROMPT_CHARS = 300
+CAPTION_MAX = 1024  # Telegram's limit, counted after the HTML is parsed
+_PROMPT = "\x00prompt\x00"  # where the prompt goes once the rest of the caption is known
+_TAG = re.compile(r"<[^>]*>")
 # How long one upload may take before it is abandoned (and, by the retry middleware,
 # sent again). Telegram can take minutes to accept a large picture; an upload given up
 # too early may still arrive, and then the retry sends a second copy. aiogram's default
@@ -41,22 +46,29 @@ def fits_as_photo(result: GenerationResult) -> bool:
 
 
 def shorten(prompt: str, limit: int = CAPTION_PROMPT_CHARS) -> str:
-    return prompt if len(prompt) <= limit else prompt[: limit - 1].rstrip() + "…"
+    return prompt if len(prompt) <= limit else prompt[: max(0, limit - 1)].rstrip() + "…"
+
+
+def visible_length(html_text: str) -> int:
+    """Characters Telegram counts in an HTML text: after its tags and entities are parsed."""
+    return len(html.unescape(_TAG.sub("", html_text)))
 
 
 def caption(params: GenerationParams, result: GenerationResult, lang: str) -> str:
-    prompt = params.prompt.strip()
+    """The text under a picture. One line per fact (add yours to ``lines``); the prompt
+    comes in last, shortened with "…" to what the caption has left (the full text is
+    under Details), so a caption never runs past Telegram's 1024 characters."""
     lines = [
         text(
             lang,
             "caption",
-            prompt=f"<i>{html.escape(shorten(prompt))}</i>" if prompt else "",
+            prompt=_PROMPT,
             seed=result.seed,
             width=result.width,
             height=result.height,
             steps=params.num_inference_steps,
             seconds=result.seconds,
-        ).lstrip()  # a variation or mix of pictures may have no text: no empty first line
+        )
         # Always named (the default too): seed, steps and sampler repeat the picture.
         + " · "
         + text(lang, "sampler-caption", sampler=params.sampler)
@@ -70,7 +82,20 @@ def caption(params: GenerationParams, result: GenerationResult, lang: str) -> st
         lines.append(text(lang, "style-caption", style=html.escape(params.style.name)))
     if result.prompt_truncated:
         lines.append(text(lang, "caption_truncated"))
-    return "\n".join(lines)
+    return _with_prompt(lines, params.prompt, lang)
+
+
+def _with_prompt(lines: list[str], prompt: str, lang: str) -> str:
+    """``lines`` with the prompt (escaped, in italics) put in, shortened to fit."""
+    prompt = prompt.strip()
+    if not prompt:  # a variation or mix of pictures only: no empty first line
+        return "\n".join(lines).replace(_PROMPT, "", 1).lstrip()
+    room = CAPTION_MAX - visible_length("\n".join(lines).replace(_PROMPT, ""))
+    if len(prompt) > min(CAPTION_PROMPT_CHARS, room):
+        lines = [*lines, text(lang, "btn-caption-shortened")]
+        room = max(1, CAPTION_MAX - visible_length("\n".join(lines).replace(_PROMPT, "")))
+    shown = f"<i>{html.escape(shorten(prompt, min(CAPTION_PROMPT_CHARS, room)))}</i>"
+    return "\n".join(lines).replace(_PROMPT, shown, 1)
 
 
 def _option_number(value: float) -> str:
@@ -113,18 +138,25 @@ async def send_picture(
     result: GenerationResult,
     lang: str,
     as_document: bool,
+    journal_id: int | None = None,
 ) -> Message:
     """Reply with the PNG: a photo, or a document when asked for, too large, or refused
-    as a photo."""
+    as a photo; with the picture's buttons when its journal row ``journal_id`` is given."""
     reply = reply_to(request_id)
     text_under = caption(params, result, lang)
+    buttons = picture_keyboard(journal_id, lang, params) if journal_id is not None else None
 
     def file() -> BufferedInputFile:
         return BufferedInputFile(result.png, filename=f"kandinsky-{result.seed}.png")
 
     async def as_file() -> Message:
         return await bot.send_document(
-            chat_id, file(), caption=text_under, reply_parameters=reply, request_timeout=UPLOAD_TIMEOUT_S
+            chat_id,
+            file(),
+            caption=text_under,
+            reply_markup=buttons,
+            reply_parameters=reply,
+            request_timeout=UPLOAD_TIMEOUT_S,
         )
 
     # 429s, 5xx and network faults are retried by RetryMiddleware (bot/telegram_retry.py).
@@ -132,7 +164,12 @@ async def send_picture(
         return await as_file()
     try:
         return await bot.send_photo(
-            chat_id, file(), caption=text_under, reply_parameters=reply, request_timeout=UPLOAD_TIMEOUT_S
+            chat_id,
+            file(),
+            caption=text_under,
+            reply_markup=buttons,
+            reply_parameters=reply,
+            request_timeout=UPLOAD_TIMEOUT_S,
         )
     except TelegramBadRequest as exc:
         if "chat not found" in exc.message.lower():

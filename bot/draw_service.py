@@ -66,7 +66,7 @@ class Ticket:
     journal_id: int
     job: Job
     chat_id: int
-    message_id: int
+    message_id: int  # what its answers reply to: the /draw, or the picture whose button was pressed
     lang: str
     as_document: bool
     status: Message | None = None  # the message showing its progress, once there is one
@@ -115,12 +115,14 @@ class DrawService:
         lang: str,
         images: Sequence[bytes] = (),
         translate: bool = True,
+        reply_to: int | None = None,
     ) -> Ticket | None:
         """Journal and queue a request; ``images``: the pictures it draws from (file bytes,
         checked already), kept under the data dir until it ends. None if this message was
         accepted before (Telegram sent the update again after a restart). Raises the
         engine's QueueFull, UserQueueFull or ModelsUnavailable, and then nothing stays in
-        the journal.
+        the journal. ``reply_to``: what the answers reply to, when not ``message_id`` (a
+        button press).
 
         Texts with Cyrillic letters are translated first (unless ``translate`` is False:
         --raw, a user's setting), so the journal holds what is drawn and a request
@@ -135,6 +137,7 @@ class DrawService:
             params=params,
             as_document=as_document,
             images=images,
+            reply_to=reply_to,
         )
         if journal_id is None:
             return None
@@ -143,7 +146,11 @@ class DrawService:
         except GenerationError:
             self._journal.remove(journal_id)
             raise
-        return Ticket(journal_id, job, chat_id, message_id, lang, as_document)
+        return Ticket(journal_id, job, chat_id, message_id if reply_to is None else reply_to, lang, as_document)
+
+    def request(self, journal_id: int) -> Entry | Unreadable | None:
+        """A request as the journal keeps it, whatever its state (for a picture's buttons)."""
+        return self._journal.get(journal_id)
 
     def follow(self, ticket: Ticket, status: Message | None, notice: str | None = None) -> None:
         """Serve the ticket in the background: progress, then the picture or the error.
@@ -212,9 +219,9 @@ class DrawService:
             )
         except GenerationError as exc:  # the models failed to load: say so rather than wait forever
             self._mark_safely(entry.id, State.FAILED, f"{type(exc).__name__}: {exc}")
-            self._tell(entry.chat_id, entry.message_id, failure_text(exc, entry.lang))
+            self._tell(entry.chat_id, entry.reply_id, failure_text(exc, entry.lang))
             return
-        ticket = Ticket(entry.id, job, entry.chat_id, entry.message_id, entry.lang, entry.as_document)
+        ticket = Ticket(entry.id, job, entry.chat_id, entry.reply_id, entry.lang, entry.as_document)
         # The words the user knows (typed, before translation); a mix of pictures only has none.
         named = (entry.params.typed_prompt or entry.params.prompt).strip() or text(entry.lang, "pics-core-untitled")
         notice = text(entry.lang, "recovered", prompt=html.escape(shorten(named, 100)))
@@ -323,7 +330,14 @@ class DrawService:
             started.cancel()
         try:
             await send_picture(
-                self._bot, ticket.chat_id, ticket.message_id, ticket.params, result, ticket.lang, ticket.as_document
+                self._bot,
+                ticket.chat_id,
+                ticket.message_id,
+                ticket.params,
+                result,
+                ticket.lang,
+                ticket.as_document,
+                journal_id=ticket.journal_id,
             )
         except TelegramAPIError as exc:  # final: blocked, chat gone, or Telegram down for minutes
             log.error("job %s: picture not delivered: %s", ticket.journal_id, exc)

@@ -74,7 +74,12 @@ CREATE INDEX IF NOT EXISTS jobs_unfinished ON jobs (state) WHERE state IN ('queu
 ADDED_COLUMNS = (
     ("params_version", "INTEGER NOT NULL DEFAULT 0"),
     ("images", "INTEGER NOT NULL DEFAULT 0"),  # pictures stored under inputs/<id>/
+    # What the answers reply to when it is not message_id: a button press has no message
+    # of its own (message_id is then a negative id made from the press), so its picture
+    # answers the picture whose button was pressed.
+    ("reply_to", "INTEGER"),
 )
+_COLUMNS = "id, chat_id, message_id, user_id, lang, params, params_version, as_document, state, reply_to"
 
 _params = TypeAdapter(GenerationParams)
 
@@ -100,6 +105,13 @@ class Entry:
     params: GenerationParams
     as_document: bool
     state: State
+    reply_to: int | None = None  # see ADDED_COLUMNS
+
+    @property
+    def reply_id(self) -> int:
+        """The message its answers reply to."""
+        return self.message_id if self.reply_to is None else self.reply_to
+
     images: tuple[bytes, ...] = ()  # the pictures it draws from, read back from the files
 
 
@@ -207,6 +219,7 @@ class Journal:
         params: GenerationParams,
         as_document: bool,
         images: Sequence[bytes] = (),
+        reply_to: int | None = None,
     ) -> int | None:
         """Record an accepted request with the pictures it draws from; None if this
         message was recorded before. The row commits only with its pictures in place."""
@@ -218,7 +231,8 @@ class Journal:
             try:
                 cursor = self._db.execute(
                     "INSERT OR IGNORE INTO jobs (chat_id, message_id, user_id, lang, params, params_version,"
-                    " as_document, state, images, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " as_document, state, images, created_at, updated_at, reply_to)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         chat_id,
                         message_id,
@@ -231,6 +245,7 @@ class Journal:
                         len(images),
                         now,
                         now,
+                        reply_to,
                     ),
                 )
                 job_id = cursor.lastrowid if cursor.rowcount else None
@@ -302,8 +317,7 @@ class Journal:
         """Rows neither sent, failed nor cancelled, oldest first; each either an Entry to
         run or an Unreadable to settle."""
         rows = self._db.execute(
-            "SELECT id, chat_id, message_id, user_id, lang, params, params_version, as_document, state, images"
-            " FROM jobs WHERE state IN ('queued', 'running') ORDER BY id"
+            f"SELECT {_COLUMNS}, images FROM jobs WHERE state IN ('queued', 'running') ORDER BY id"
         ).fetchall()
         return [self._with_images(_entry(row[:-1]), row[-1]) for row in rows]
 
@@ -329,12 +343,18 @@ class Journal:
             )
         return dataclasses.replace(item, images=images)
 
+    def get(self, job_id: int) -> Entry | Unreadable | None:
+        """One request, whatever its state (a picture's buttons repeat it); None when
+        there is no such row."""
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return None if row is None else _entry(row)
+
     def counts(self) -> dict[str, int]:
         return dict(self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall())
 
 
 def _entry(row: tuple) -> Entry | Unreadable:
-    job_id, chat_id, message_id, user_id, lang, params, version, as_document, state = row
+    job_id, chat_id, message_id, user_id, lang, params, version, as_document, state, reply_to = row
     lang = lang if isinstance(lang, str) else "en"
     ids_ok = all(isinstance(v, int) and not isinstance(v, bool) for v in (chat_id, message_id, user_id))
     try:
@@ -344,4 +364,9 @@ def _entry(row: tuple) -> Entry | Unreadable:
     except UnreadableParams as exc:
         numbers = isinstance(chat_id, int) and isinstance(message_id, int)
         return Unreadable(job_id, chat_id if numbers else None, message_id if numbers else None, lang, str(exc))
-    return Entry(job_id, chat_id, message_id, user_id, lang, decoded, bool(as_document), State(state))
+    try:
+        state = State(state)
+    except ValueError:
+        return Unreadable(job_id, chat_id, message_id, lang, f"unknown state {state!r}")
+    reply_to = reply_to if isinstance(reply_to, int) and not isinstance(reply_to, bool) else None
+    return Entry(job_id, chat_id, message_id, user_id, lang, decoded, bool(as_document), state, reply_to)

@@ -59,4 +59,6 @@ def request_limits(settings: Settings) -> DrawLimits:
         max_steps=settings.max_steps,
         max_prompt_chars=settings.max_prompt_chars,
         styles=settings.styles.styles,
+        max_upscale_side=settings.max_upscale_side,
+        upscale_strength=settings.upscale_strength,
     )

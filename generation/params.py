@@ -23,6 +23,8 @@ class DrawLimits:
     default_sampler: str = "ddpm"
     # The styles --style may name (generation.styles: the built-in ones and STYLES_FILE's).
     styles: Mapping[str, Style] = field(default_factory=dict)
+    max_upscale_side: int = 2048  # an upscale's longest side (MAX_UPSCALE_SIDE)
+    upscale_strength: float = 0.3  # how much an upscale's img2img may change (UPSCALE_STRENGTH)
 
 
 # img2img strength bounds: below 0.05 nothing changes (no decoder step runs at 20 steps).

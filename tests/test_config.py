@@ -255,7 +255,14 @@ def test_a_bad_telegram_api_url_is_one_line_at_start(
 
 
 # 15.9: nan and infinity are not numbers a setting can use; sides are whole 64-pixel tiles.
-FLOATS = ("DEFAULT_GUIDANCE", "DEFAULT_PRIOR_GUIDANCE", "DEFAULT_STRENGTH", "PROGRESS_INTERVAL_S", "SHUTDOWN_GRACE_S")
+FLOATS = (
+    "DEFAULT_GUIDANCE",
+    "DEFAULT_PRIOR_GUIDANCE",
+    "DEFAULT_STRENGTH",
+    "PROGRESS_INTERVAL_S",
+    "SHUTDOWN_GRACE_S",
+    "UPSCALE_STRENGTH",
+)
 
 
 @pytest.mark.parametrize("name", FLOATS)
@@ -269,7 +276,7 @@ def test_float_settings_are_the_ones_checked() -> None:
     assert floats == set(FLOATS)
 
 
-@pytest.mark.parametrize("name", ["MAX_SIDE", "DEFAULT_WIDTH", "DEFAULT_HEIGHT"])
+@pytest.mark.parametrize("name", ["MAX_SIDE", "DEFAULT_WIDTH", "DEFAULT_HEIGHT", "MAX_UPSCALE_SIDE"])
 def test_sides_are_multiples_of_64(name: str) -> None:
     assert refused(**{name: "1000"}).startswith(f"{name} must be a multiple of 64")
 

@@ -1,5 +1,6 @@
 """Per-sender limit on accepted /draw requests a minute (RATE_LIMIT_PER_MIN), for handlers
-flagged ``rate_limited``.
+flagged ``rate_limited``: messages, and presses of a picture's buttons (one instance
+watches both, so a press counts like a /draw).
 
 Only requests that were accepted into the queue count: a handler says so by returning
 ``ACCEPTED``. Input that was refused (a typo, a full queue) costs nothing."""
@@ -15,7 +16,7 @@ from typing import Any, Final
 
 from aiogram import BaseMiddleware
 from aiogram.dispatcher.flags import get_flag
-from aiogram.types import Message, TelegramObject
+from aiogram.types import CallbackQuery, Message, TelegramObject
 
 from bot.senders import sender_id
 from bot.texts import text
@@ -43,16 +44,21 @@ class RateLimitMiddleware(BaseMiddleware):
         event: TelegramObject,
         data: dict[str, Any],
     ) -> Any:
-        if not self._limit or not isinstance(event, Message) or not get_flag(data, "rate_limited"):
+        if not self._limit or not isinstance(event, Message | CallbackQuery) or not get_flag(data, "rate_limited"):
             return await handler(event, data)
         now = self._clock()
         self._prune(now)
-        sender = sender_id(event)
+        # A press always names the real person, even an anonymous admin's.
+        sender = sender_id(event) if isinstance(event, Message) else event.from_user.id
         recent = self._recent.setdefault(sender, deque())
         _drop_old(recent, now)
         if len(recent) >= self._limit:
             wait = math.ceil(WINDOW_S - (now - recent[0]))
-            await event.answer(text(data["lang"], "rate_limited", limit=self._limit, seconds=wait))
+            refusal = text(data["lang"], "rate_limited", limit=self._limit, seconds=wait)
+            if isinstance(event, CallbackQuery):
+                await event.answer(refusal, show_alert=True)
+            else:
+                await event.answer(refusal)
             return None
         # Hold the slot while the handler runs, so two quick requests can't both slip in.
         recent.append(now)

@@ -2,8 +2,9 @@
 
 GET / (service info), GET /health, POST /generate (JSON in, image/png out, through the same
 queue and batching as /draw), POST /img2img, /variations and /mix (pictures from pictures:
-multipart/form-data in, image/png out), POST /reload, GET /metrics. Every POST requires
-``Authorization: Bearer <token>`` when API_TOKEN or API_TOKENS is set.
+multipart/form-data in, image/png out), POST /upscale (a picture at twice the size), POST
+/reload, GET /metrics. Every POST requires ``Authorization: Bearer <token>`` when
+API_TOKEN or API_TOKENS is set.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import asyncio
 import hmac
 import json
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import quote
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
-from bot.draw_args import DrawArgsError, DrawLimits, params_from_json
+from bot.draw_args import SEED_MAX, DrawArgsError, DrawLimits, _integer, params_from_json
 from bot.texts import plain, text
 from bot.web.clients import Network, api_user_id, client_address, client_key
 from bot.web.metrics import CONTENT_TYPE, Metrics
@@ -33,7 +35,10 @@ from generation import (
     QueueFull,
     UserQueueFull,
 )
+from generation.images import MAX_IMAGE_BYTES, BadImage, open_image
+from generation.params import STRENGTH_MAX, STRENGTH_MIN
 from generation.translation import TranslationState, Translator
+from generation.upscale import enlarge, upscale_params, upscale_size
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +105,7 @@ async def info(request: web.Request) -> web.Response:
                 "POST /mix": "multipart/form-data: 2-4 inputs, each an image (file) or a prompt field, weights "
                 "in the order sent (0.3,0.7), and the fields of /generate -> image/png",
                 "POST /reload": "reload both models",
+                "POST /upscale": "multipart: image, optional seed, steps, strength -> image/png at twice the size",
                 "GET /metrics": "Prometheus metrics",
             },
         }
@@ -275,6 +281,88 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=request.app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE})
 
 
+# -- POST /upscale: a picture at twice the size ----------------------------------------
+
+# The picture (at most what a Telegram bot may download) and a few short fields.
+UPSCALE_IMAGE_MAX_BYTES = MAX_IMAGE_BYTES
+UPSCALE_FIELD_MAX_CHARS = 100
+UPSCALE_FIELDS = ("image", "seed", "steps", "strength")
+
+
+@requires_token
+async def upscale(request: web.Request) -> web.Response:
+    """multipart/form-data: ``image`` (a picture file), optional ``seed``, ``steps``
+    (decoder steps before strength: ``steps * strength`` of them run) and ``strength``
+    (default UPSCALE_STRENGTH) -> image/png at twice each side (the longer side at most
+    MAX_UPSCALE_SIDE), through the same queue as /generate."""
+    form = await read_upscale_form(request)
+    if isinstance(form, web.Response):
+        return form
+    limits = request.app[LIMITS]
+    try:
+        seed = _integer("seed", form.get("seed"), 0, SEED_MAX, None) if "seed" in form else None
+        steps = _integer("steps", form.get("steps"), 1, limits.max_steps, limits.default_steps)
+    except DrawArgsError as exc:
+        return error(400, plain(text("en", exc.key, **exc.params)))
+    strength = _strength(form.get("strength"), limits.upscale_strength)
+    if strength is None:
+        return error(400, f"strength must be a number from {STRENGTH_MIN} to {STRENGTH_MAX}")
+    picture = form["image"]
+    try:
+        image = await asyncio.to_thread(open_image, picture)
+        size = upscale_size(image.width, image.height, limits.max_upscale_side)
+        if size is None:
+            return error(400, f"the picture is already {limits.max_upscale_side} pixels (MAX_UPSCALE_SIDE) or larger")
+        start = await asyncio.to_thread(enlarge, picture, size)
+    except BadImage as exc:
+        return error(400, f"not a picture that can be drawn from: {exc}")
+    params = upscale_params(
+        size,
+        prompt="upscale",
+        steps=steps,
+        guidance=limits.default_guidance,
+        prior_guidance=limits.default_prior_guidance,
+        strength=strength,
+        seed=secrets.randbelow(SEED_MAX + 1) if seed is None else seed,
+    )
+    return await drawn(request, params, [start])  # queued and answered as every picture is
+
+
+async def read_upscale_form(request: web.Request) -> dict[str, bytes | str] | web.Response:
+    """The fields of an /upscale form (``image`` as bytes, the rest as text), or an error
+    response: 400 for a form that is not one, 413 for a picture over the limit."""
+    if not request.content_type.startswith("multipart/"):
+        return error(400, "send multipart/form-data with the picture in the field 'image'")
+    form: dict[str, bytes | str] = {}
+    try:
+        reader = await request.multipart()
+        async for part in reader:
+            if not isinstance(part, BodyPartReader) or part.name not in UPSCALE_FIELDS or part.name in form:
+                return error(400, f"the form's fields are {', '.join(UPSCALE_FIELDS)}, each once")
+            limit = UPSCALE_IMAGE_MAX_BYTES if part.name == "image" else UPSCALE_FIELD_MAX_CHARS
+            data = bytearray()
+            while chunk := await part.read_chunk(64 * 1024):
+                data += chunk
+                if len(data) > limit:
+                    return error(413, f"the field '{part.name}' must be at most {limit} bytes")
+            form[part.name] = bytes(data) if part.name == "image" else data.decode("utf-8", "replace").strip()
+    except (ValueError, AssertionError) as exc:  # a malformed multipart body
+        return error(400, f"not a multipart form: {exc}")
+    if not form.get("image"):
+        return error(400, "the field 'image' (the picture) is required")
+    return form
+
+
+def _strength(raw: object, default: float) -> float | None:
+    if raw is None:
+        return default
+    try:
+        value = float(str(raw).replace(",", "."))
+    except ValueError:
+        return None
+    return value if STRENGTH_MIN <= value <= STRENGTH_MAX else None  # also refuses nan
+
+
 # Every route this module serves; a webhook path must not be one of PATHS.
 ROUTES = (
     ("GET", "/", info),
@@ -285,6 +373,7 @@ ROUTES = (
     ("POST", "/mix", picture_endpoint(mix_request)),
     ("POST", "/reload", reload),
     ("GET", "/metrics", metrics),
+    ("POST", "/upscale", upscale),
 )
 PATHS = frozenset(path for _, path, _ in ROUTES)
 
