@@ -15,7 +15,7 @@ _COMMAND = "\x00command\x00"
 
 def draw_command(params: GenerationParams, as_document: bool = False) -> str:
     """``/draw <prompt> --size WxH --steps N --guidance X --prior-guidance X --seed N
-    [--neg TEXT] [--file]``: bot.draw_args.parse_draw_args reads it back to the same
+    --sampler NAME [--style NAME] [--neg TEXT] [--file]``: bot.draw_args.parse_draw_args reads it back to the same
     params (for a picture drawn from a text)."""
     parts = [
         "/draw",
@@ -25,7 +25,10 @@ def draw_command(params: GenerationParams, as_document: bool = False) -> str:
         f"--guidance {params.guidance_scale!r}",  # repr: the float reads back exactly
         f"--prior-guidance {params.prior_guidance_scale!r}",
         f"--seed {params.seed}",
+        f"--sampler {params.sampler}",
     ]
+    if params.style is not None:
+        parts.append(f"--style {params.style.name}")
     if params.negative_prompt:
         parts.append(f"--neg {_kept(params.negative_prompt)}")
     if as_document:
@@ -44,6 +47,8 @@ def details_text(params: GenerationParams, as_document: bool, lang: str) -> str:
     Telegram's 4096 characters: a command too long for that is cut, and says so."""
     command = draw_command(params, as_document and params.image_count == 0)
     extra = [] if params.kind == "text" else [text(lang, "btn-details-from-picture", kind=params.kind)]
+    if params.typed_prompt is not None:  # the command holds the English drawn; this, what was typed
+        extra.append(text(lang, "tr-caption-note", typed=html.escape(params.typed_prompt[:1000])))
 
     def message(shown: str, *more: str) -> str:
         head = text(
