@@ -45,7 +45,8 @@ log = logging.getLogger(__name__)
 # The format of the ``params`` JSON this version writes. Bump it when a field changes
 # meaning; ``decode_params`` then keeps reading the older formats.
 # 1: text to image. 2: + sampler, mix (weighted texts and pictures), init_image, strength.
-PARAMS_VERSION = 2
+# 3: + style (the whole template), typed_prompt (what was typed when prompt is its translation).
+PARAMS_VERSION = 3
 INPUTS_DIR = "inputs"  # beside the database: the pictures of unfinished requests
 
 SCHEMA = """

@@ -162,7 +162,10 @@ async def test_each_endpoint_draws_what_the_engine_draws(
                 got = png_image(body)
                 assert got.size == (params.width, params.height), path
                 [expected] = ours.draw([params], None, [pictures])
-                assert np.array_equal(np.asarray(got.convert("RGB")), np.asarray(expected.image)), path
+                # The bot's worker thread and this one may split the CPU's matrix products
+                # differently: allow one level of 255.
+                difference = np.abs(np.asarray(got.convert("RGB")).astype(int) - np.asarray(expected.image).astype(int))
+                assert difference.max() <= 1, path
 
 
 def gif() -> bytes:

@@ -165,9 +165,9 @@ V1 = {"prompt": "a fox", "width": 64, "height": 64, "num_inference_steps": 4, "g
 
 
 def test_version_1_rows_and_unknown_keys_decode() -> None:
-    assert PARAMS_VERSION == 2
+    assert PARAMS_VERSION == 3
     assert decode_params(json.dumps(V1), 1) == TEXT
-    newer = {**asdict(MIX), "style": "ink"}
+    newer = {**asdict(MIX), "from_the_future": "ink"}
     newer["mix"] = [{**part, "scale": 2} for part in newer["mix"]]  # a part's key this version doesn't know
     assert decode_params(json.dumps(newer), 3) == MIX
     assert decode_params(json.dumps(asdict(REDRAW)), 2) == REDRAW
