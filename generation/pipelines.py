@@ -9,15 +9,23 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import threading
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import torch
 from PIL import Image
 
 from generation.clip_processor import drop_pil_fallback_note
-from generation.compiled import CompiledByBatch, ready_thread_for_cuda_graphs
+from generation.compiled import (
+    CompiledByBatch,
+    cuda_graph_state,
+    graph_work_lock,
+    ready_thread_for_cuda_graphs,
+    share_cuda_graph_state,
+)
 from generation.images import open_image
 from generation.params import GenerationParams
 from generation.schedulers import decoder_scheduler, with_host_timesteps
@@ -40,6 +48,10 @@ Pictures = Sequence["Image.Image | bytes"]
 # How many decoder steps the CPU may queue ahead of the GPU. Enough that the GPU never waits
 # for Python between steps, few enough that "step k of N" tells what the GPU has done.
 RUN_AHEAD_STEPS = 2
+
+
+class CompileAbandoned(Exception):
+    """The models were released while they compiled in the background."""
 
 
 @dataclass
@@ -86,6 +98,19 @@ class KandinskyPipelines:
         # Picture sizes drawn with the compiled decoder: those warmed up. Any other size runs
         # eager, since compiling it would stall every user's request for a minute or more.
         self._compiled_sizes: set[tuple[int, int]] = set()
+        # Whether draw() uses the compiled forms: from the start when compiled on the worker
+        # thread (prepare), only after the switch when compiled in the background.
+        self._serving_compiled = False
+        self._cuda_graphs = False
+        # Background compile (prepare(background=True)): the inputs each compiled form is
+        # called with, the size they are for, the thread, and how release() stops it.
+        self._examples: list[tuple[Callable, tuple, dict]] = []
+        self._background_size: tuple[int, int] | None = None
+        self._compile_thread: threading.Thread | None = None
+        self._stop_compile = threading.Event()
+        self._recording_decode: Callable | None = None  # the eager decode, noting its inputs
+        # Called first on the background compile thread (tests hold the compile with it).
+        self.before_background_compile: Callable[[], None] | None = None
         if compile != "off":
             self._compile(cuda_graphs=compile == "cudagraphs" and device.type == "cuda")
 
@@ -100,16 +125,16 @@ class KandinskyPipelines:
         # A single request and a full batch run on static shapes, other batches on a dynamic
         # batch dimension (generation.compiled says why).
         graphs = "reduce-overhead" if cuda_graphs else "default"
+        self._cuda_graphs = cuda_graphs
         if cuda_graphs:
             ready_thread_for_cuda_graphs()  # this is the worker thread that will draw
         self._eager_unet, self._eager_prior = self.decoder.unet, self.prior.prior
         # The UNet is 90% of the work: full batches get static shapes too.
         self._unet = CompiledByBatch(self.decoder.unet, graphs, static_sizes=(1, self.max_batch))
-        self.decoder.unet = self._unet.batched
         self._movq_decode = torch.compile(self.decoder.movq.decode)
         if cuda_graphs:
             self._prior_model = CompiledByBatch(self.prior.prior, graphs)
-            self.prior.prior = self._prior_model.batched
+        # draw() puts the compiled forms in place of the eager modules once they serve.
 
     @property
     def compiled(self) -> bool:
@@ -124,6 +149,9 @@ class KandinskyPipelines:
         self._unet = self._prior_model = self._movq_decode = None
         self._eager_unet = self._eager_prior = None
         self._compiled_sizes.clear()
+        self._serving_compiled = False
+        self._examples.clear()
+        self._background_size = None
 
     def _use_compiled_decode(self, compiled: bool) -> None:
         # The compiled decode is an instance attribute of the MoVQ; without it the class's
@@ -131,13 +159,23 @@ class KandinskyPipelines:
         # reference cycle through the MoVQ).
         if compiled:
             self.decoder.movq.decode = self._movq_decode
+        elif self._recording_decode is not None:
+            self.decoder.movq.decode = self._recording_decode
         else:
             vars(self.decoder.movq).pop("decode", None)
 
-    def prepare(self, width: int, height: int) -> None:
+    def prepare(self, width: int, height: int, *, background: bool = False) -> None:
         """Warm up for serving. If the compiled graphs fail (no C compiler for Triton, a GPU
         Triton does not support, a PyTorch bug), draw without them: a slower bot beats one
-        that draws nothing."""
+        that draws nothing.
+
+        ``background``: warm up eager only (seconds) and leave the compiling to
+        ``start_background_compile`` and ``finish_compile``, so that the bot serves at once.
+        """
+        if background and self.compiled:
+            self._prepare_eager_first(width, height)
+            return
+        self._serving_compiled = self.compiled
         try:
             self.warm_up(width, height, batch_sizes=self.serving_batch_sizes())
         except Exception:
@@ -151,9 +189,147 @@ class KandinskyPipelines:
         """Draw throw-away pictures so CUDA kernels (and compiled graphs) are ready before
         the first user asks (``serving_batch_sizes`` says which batch sizes that takes).
         Compiled pipelines use their compiled decoder only for the sizes warmed up."""
-        self._compiled_sizes.add((width, height))
+        if self._serving_compiled:
+            self._compiled_sizes.add((width, height))
         for size in dict.fromkeys(batch_sizes):
             self.draw([GenerationParams("warm-up", width, height, steps, 4.0, 1.0, seed=i) for i in range(size)])
+
+    # -- compiling in the background --------------------------------------------------
+    #
+    # Compiling takes minutes (405 s on an H200 with a cold cache): on the worker thread the
+    # bot would draw nothing meanwhile. Instead the worker warms up eager (seconds) and serves;
+    # a helper thread calls each compiled form once with the inputs the eager warm-up gave
+    # its module. Dynamo keeps compiled code on the code objects, shared by all threads, and
+    # a CUDA graph trees function's first call is a warm-up run that records nothing: the
+    # helper records no graph. Then, between batches, the worker thread runs the compiled
+    # forms itself (``finish_compile``: seconds, nothing left to compile) and so records the
+    # CUDA graphs on the thread that replays them. The helper runs model forwards only:
+    # diffusers' modules change no state of their own in forward, so the worker may draw
+    # with the same eager modules at the same time (Dynamo traces under its own global
+    # compile lock; its frame hook is per thread, so the worker's eager calls stay eager).
+    # GPU memory: the helper's activations (one call at a time, the largest a full batch)
+    # come on top of the batch being served.
+
+    def _prepare_eager_first(self, width: int, height: int) -> None:
+        self._serving_compiled = False
+        self._examples.clear()
+        recorded: dict[tuple[str, int], tuple[tuple, dict]] = {}
+        requests = [1]  # the request count of the warm-up drawing now
+
+        def recorder(name: str) -> Callable:
+            def hook(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+                recorded.setdefault((name, requests[0]), (_detached(args), _detached(kwargs)))
+
+            return hook
+
+        movq = self.decoder.movq
+        decode = type(movq).decode.__get__(movq)
+
+        def recording_decode(*args, **kwargs):
+            recorded.setdefault(("movq", requests[0]), (_detached(args), _detached(kwargs)))
+            return decode(*args, **kwargs)
+
+        hooks = [self._eager_unet.register_forward_pre_hook(recorder("unet"), with_kwargs=True)]
+        if self._prior_model is not None:
+            hooks.append(self._eager_prior.register_forward_pre_hook(recorder("prior"), with_kwargs=True))
+        self._recording_decode = recording_decode
+        try:
+            for size in self.serving_batch_sizes():
+                requests[0] = size
+                self.warm_up(width, height, batch_sizes=(size,))
+        finally:
+            for hook in hooks:
+                hook.remove()
+            self._recording_decode = None
+            vars(movq).pop("decode", None)
+        # The compiled form each request count uses, with the inputs its module was given.
+        for (name, requests), (args, kwargs) in recorded.items():
+            if name == "unet":
+                form = self._unet.for_requests(requests)
+            elif name == "prior":
+                form = self._prior_model.for_requests(requests)
+            else:
+                form = self._movq_decode
+            self._examples.append((form, args, kwargs))
+        self._background_size = (width, height)
+
+    @property
+    def serving_compiled(self) -> bool:
+        """Drawing with the compiled forms (for the sizes warmed up)."""
+        return self._serving_compiled and self._unet is not None
+
+    @property
+    def compile_pending(self) -> bool:
+        """Warmed up eager; the compiled forms still to be compiled and switched to."""
+        return self._background_size is not None
+
+    def start_background_compile(self) -> Future:
+        """Compile on a helper thread; the future ends when all compiled forms ran once
+        (then call ``finish_compile`` on the worker thread), or with the compile's error.
+        Call from the worker thread or once it is idle (the loading of models is done:
+        loading changes process-wide state, such as the default dtype, that Dynamo traces)."""
+        done: Future = Future()
+        done.set_running_or_notify_cancel()
+        shared = cuda_graph_state() if self._cuda_graphs else None
+        examples = list(self._examples)
+        thread = threading.Thread(
+            target=self._compile_in_background,
+            args=(examples, shared, done),
+            name=f"compile-{self.device}",
+            daemon=True,  # a stop must not wait minutes for a compile
+        )
+        self._compile_thread = thread
+        thread.start()
+        return done
+
+    def _compile_in_background(self, examples: list, shared: tuple | None, done: Future) -> None:
+        try:
+            if self.before_background_compile is not None:
+                self.before_background_compile()
+            if shared is not None:
+                share_cuda_graph_state(shared)
+            # The worker's current CUDA device stays: Dynamo must see what the worker will.
+            with torch.inference_mode():
+                for form, args, kwargs in examples:
+                    if self._stop_compile.is_set():
+                        raise CompileAbandoned()
+                    with graph_work_lock():
+                        form(*args, **kwargs)
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+        except BaseException as exc:  # told to the engine through the future
+            done.set_exception(exc)
+        else:
+            done.set_result(None)
+
+    def finish_compile(self) -> bool:
+        """On the worker thread, once the background compile is done: run the compiled forms
+        here (recording their CUDA graphs on this thread) and draw with them from now on.
+        False (and eager from now on) if that fails."""
+        if self._background_size is None or self._unet is None:
+            return False
+        width, height = self._background_size
+        self._background_size = None
+        self._examples.clear()
+        self._serving_compiled = True
+        try:
+            with graph_work_lock():
+                self.warm_up(width, height, batch_sizes=self.serving_batch_sizes())
+        except Exception:
+            log.exception("torch.compile failed on %s; drawing without it (COMPILE=false skips trying)", self.device)
+            self.drop_compiled()
+            return False
+        return True
+
+    def stop_background_compile(self, wait: bool = True) -> None:
+        """Stop using the models on the compile thread: it stops before its next compiled
+        call (the one in progress, up to a couple of minutes cold, cannot be interrupted)."""
+        self._stop_compile.set()
+        thread = self._compile_thread
+        if wait and thread is not None and thread is not threading.current_thread():
+            thread.join()
+        self._background_size = None
+        self._examples.clear()
 
     def serving_batch_sizes(self) -> tuple[int, ...]:
         """The batch sizes to warm up before serving. Compiled: a single request and a full
@@ -213,6 +389,7 @@ class KandinskyPipelines:
         releases all devices before loading any, see ``GenerationEngine.reload``).
         """
         compiled = self.compiled
+        self.stop_background_compile()
         self.drop_compiled()
         # The cached zero embedding is a closure on the prior: a cycle through it.
         vars(self.prior).pop("get_zero_embed", None)
@@ -272,7 +449,7 @@ class KandinskyPipelines:
             return kwargs
 
         if self._unet is not None:
-            compiled = (first.width, first.height) in self._compiled_sizes
+            compiled = self._serving_compiled and (first.width, first.height) in self._compiled_sizes
             self.decoder.unet = self._unet.for_requests(len(batch)) if compiled else self._eager_unet
             self._use_compiled_decode(compiled)
         self.decoder.scheduler = self._scheduler(first.sampler)
@@ -379,7 +556,8 @@ class KandinskyPipelines:
                 continue
             gens = [generators[i] for i in idx]
             if self._prior_model is not None:
-                self.prior.prior = self._prior_model.for_requests(len(idx))
+                compiled = self._serving_compiled
+                self.prior.prior = self._prior_model.for_requests(len(idx)) if compiled else self._eager_prior
             out = self.prior(
                 prompt=[rows[i][0] for i in idx],
                 negative_prompt=[rows[i][1] for i in idx] if with_negative else None,
@@ -399,6 +577,17 @@ class KandinskyPipelines:
         pixels = self.prior.image_processor(image, return_tensors="pt").pixel_values[0].unsqueeze(0)
         encoder = self.prior.image_encoder
         return encoder(pixels.to(dtype=encoder.dtype, device=self.device))["image_embeds"]
+
+
+def _detached(value):
+    """A copy of a call's inputs that outlives the call (tensors cloned, containers rebuilt)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return {k: _detached(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_detached(v) for v in value)
+    return value
 
 
 def decoder_steps(params: GenerationParams) -> int:

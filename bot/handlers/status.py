@@ -38,6 +38,8 @@ def status_text(engine: GenerationEngine, lang: str, *, details: bool) -> str:
             rate=status.images_per_minute,
         )
     ]
+    if status.compiling:
+        lines.append(text(lang, "coldstart-compiling"))
     if status.gpu_memory_bytes is not None:
         lines.append(text(lang, "status_gpu_memory", gib=status.gpu_memory_bytes / 2**30))
     return "\n".join(lines)
