@@ -109,6 +109,8 @@ class KandinskyPipelines:
         self._compile_thread: threading.Thread | None = None
         self._stop_compile = threading.Event()
         self._recording_decode: Callable | None = None  # the eager decode, noting its inputs
+        # Ends when the background compile has run every compiled form once (or failed).
+        self.background_compile_done: Future | None = None
         # Called first on the background compile thread (tests hold the compile with it).
         self.before_background_compile: Callable[[], None] | None = None
         if compile != "off":
@@ -279,6 +281,7 @@ class KandinskyPipelines:
             daemon=True,  # a stop must not wait minutes for a compile
         )
         self._compile_thread = thread
+        self.background_compile_done = done
         thread.start()
         return done
 
