@@ -107,7 +107,6 @@ async def health(request: web.Request) -> web.Response:
             "models_loaded": status.healthy,
             "queue_length": status.queued,
             "running": status.running,
-            "compiling": status.compiling,
             "error": status.error,
         }
     )
