@@ -99,7 +99,7 @@ class KandinskyPipelines:
         # eager, since compiling it would stall every user's request for a minute or more.
         self._compiled_sizes: set[tuple[int, int]] = set()
         # Whether draw() uses the compiled forms: from the start when compiled on the worker
-        # thread (prepare), only after the switch when compiled in the background.
+        # thread, only after finish_compile when compiled in the background.
         self._serving_compiled = False
         self._cuda_graphs = False
         # Background compile (prepare(background=True)): the inputs each compiled form is
@@ -136,7 +136,9 @@ class KandinskyPipelines:
         self._movq_decode = torch.compile(self.decoder.movq.decode)
         if cuda_graphs:
             self._prior_model = CompiledByBatch(self.prior.prior, graphs)
-        # draw() puts the compiled forms in place of the eager modules once they serve.
+        # draw() puts the compiled forms in place of the eager modules, from now on unless
+        # prepare(background=True) says otherwise.
+        self._serving_compiled = True
 
     @property
     def compiled(self) -> bool:
