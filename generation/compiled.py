@@ -126,3 +126,59 @@ def serializes_graph_capture() -> bool:
     from torch._inductor import cudagraph_trees as trees
 
     return hasattr(trees, "graph_capture_lock")
+
+
+_fx_patches_per_thread = False
+
+
+def keep_fx_tracing_on_its_thread() -> bool:
+    """Make torch.fx's tracer patch ``torch.nn.Module.__call__`` (and ``__getattr__``, and
+    the functions it wraps) for the thread that traces only.
+
+    While it traces (make_fx, inside every compile: AOTAutograd's joint graph, Inductor's
+    pattern matcher) torch.fx replaces those class attributes for the whole process: another
+    thread drawing at that moment had its modules called through the tracer ("NameError:
+    module is not installed as a submodule", or worse, proxies for parameters). With this,
+    each patched function calls the replacement on the tracing thread and the function it
+    replaced on every other. False (nothing changed) if this torch's tracer is not the one
+    this was written for (torch 2.11 to 2.13): then nothing may draw while compiling.
+    """
+    global _fx_patches_per_thread
+    if _fx_patches_per_thread:
+        return True
+    try:
+        from torch.fx._symbolic_trace import _Patcher
+    except ImportError:
+        return False
+    patch, patch_method = getattr(_Patcher, "patch", None), getattr(_Patcher, "patch_method", None)
+    if patch is None or patch_method is None:
+        return False
+    import builtins
+    import functools
+
+    def per_thread(new_fn, replaced):
+        owner = threading.get_ident()
+
+        @functools.wraps(new_fn)
+        def dispatch(*args, **kwargs):
+            if threading.get_ident() == owner:
+                return new_fn(*args, **kwargs)
+            return replaced(*args, **kwargs)
+
+        return dispatch
+
+    @functools.wraps(patch_method)
+    def patch_method_per_thread(self, cls, name, new_fn, deduplicate=True):
+        return patch_method(self, cls, name, per_thread(new_fn, getattr(cls, name)), deduplicate)
+
+    @functools.wraps(patch)
+    def patch_per_thread(self, frame_dict, name, new_fn, deduplicate=True):
+        replaced = frame_dict[name] if name in frame_dict else getattr(builtins, name, None)
+        if replaced is None:
+            return patch(self, frame_dict, name, new_fn, deduplicate)
+        return patch(self, frame_dict, name, per_thread(new_fn, replaced), deduplicate)
+
+    _Patcher.patch_method = patch_method_per_thread
+    _Patcher.patch = patch_per_thread
+    _fx_patches_per_thread = True
+    return True

@@ -23,6 +23,7 @@ from generation.compiled import (
     CompiledByBatch,
     cuda_graph_state,
     graph_work_lock,
+    keep_fx_tracing_on_its_thread,
     ready_thread_for_cuda_graphs,
     share_cuda_graph_state,
 )
@@ -128,6 +129,8 @@ class KandinskyPipelines:
         # batch dimension (generation.compiled says why).
         graphs = "reduce-overhead" if cuda_graphs else "default"
         self._cuda_graphs = cuda_graphs
+        # Other threads (other devices' workers) may draw while this compiles.
+        self._fx_per_thread = keep_fx_tracing_on_its_thread()
         if cuda_graphs:
             ready_thread_for_cuda_graphs()  # this is the worker thread that will draw
         self._eager_unet, self._eager_prior = self.decoder.unet, self.prior.prior
@@ -176,7 +179,7 @@ class KandinskyPipelines:
         ``background``: warm up eager only (seconds) and leave the compiling to
         ``start_background_compile`` and ``finish_compile``, so that the bot serves at once.
         """
-        if background and self.compiled:
+        if background and self.compiled and self._fx_per_thread:
             self._prepare_eager_first(width, height)
             return
         self._serving_compiled = self.compiled

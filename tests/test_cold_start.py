@@ -23,7 +23,7 @@ import main
 from bot.handlers.status import status_text
 from bot.web.api import add_api
 from generation import GenerationEngine, GenerationParams
-from generation.compiled import cuda_graph_state, share_cuda_graph_state
+from generation.compiled import cuda_graph_state, keep_fx_tracing_on_its_thread, share_cuda_graph_state
 from generation.composition import request_limits
 from generation.pipelines import CompileAbandoned, KandinskyPipelines
 
@@ -102,7 +102,12 @@ async def until(check, timeout: float) -> None:
 
 
 @pytest.mark.timeout(COMPILE_TIMEOUT_S + 60)
-async def test_serves_eager_while_compiling_then_compiled(compile_models, make_settings, port: int) -> None:
+async def test_serves_eager_while_compiling_then_compiled(
+    compile_models, make_settings, port: int, monkeypatch
+) -> None:
+    # Compile from scratch (cached graphs skip the tracing this test draws beside).
+    monkeypatch.setattr(torch._inductor.config, "fx_graph_cache", False)
+    monkeypatch.setattr(torch._functorch.config, "enable_autograd_cache", False)
     loader = Loader(compile_models)
     engine = GenerationEngine([CPU], loader, max_batch=1)
     runner = await serving_api(engine, make_settings, port)
@@ -119,6 +124,15 @@ async def test_serves_eager_while_compiling_then_compiled(compile_models, make_s
         assert "Compiling" in status_text(engine, "en", details=False)
 
         loader.gate.set()
+        # Users keep getting pictures while the compile thread traces and compiles (torch.fx
+        # patches torch.nn.Module process-wide meanwhile: generation.compiled says why that
+        # is safe here).
+        during = 0
+        while not pipes.background_compile_done.done():
+            again = await (await engine.submit(fox(), user_id=2)).result()
+            assert np.array_equal(pixels(again.png), pixels(eager.png))
+            during += not pipes.background_compile_done.done()
+        assert during >= 1
         await asyncio.wrap_future(pipes.background_compile_done)  # every compiled form ran once
         compiled_then = dict(torch._dynamo.utils.counters["frames"])
         assert compiled_then.get("ok", 0) >= 2  # the UNet and the MoVQ decode, on the compile thread
@@ -198,3 +212,35 @@ def test_the_compile_thread_shares_the_worker_threads_cuda_graph_trees() -> None
         thread.join()
     assert seen["containers"] is seen["state"][0]
     assert seen["containers"] is not trees.get_obj(trees.local, "tree_manager_containers")
+
+
+def test_fx_tracing_on_one_thread_leaves_other_threads_modules_alone() -> None:
+    """torch.fx patches torch.nn.Module.__call__ for the whole process while it traces (make_fx
+    in every compile): a worker drawing meanwhile had its modules called through the tracer.
+    The background compile traces while the worker draws; each thread must see its own."""
+    assert keep_fx_tracing_on_its_thread()
+    tracing, drawn = threading.Event(), threading.Event()
+
+    class Slow(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = torch.nn.Linear(2, 2)
+
+        def forward(self, x):
+            tracing.set()
+            assert drawn.wait(30)  # the other thread draws while this one traces
+            return self.inner(x)
+
+    traced: dict = {}
+    thread = threading.Thread(target=lambda: traced.setdefault("graph", torch.fx.symbolic_trace(Slow())))
+    thread.start()
+    assert tracing.wait(30)
+    try:
+        worker_model = torch.nn.Linear(2, 3)
+        out = worker_model(torch.ones(1, 2))  # without the fix: NameError from the tracer
+        assert isinstance(out, torch.Tensor) and out.shape == (1, 3)
+        assert worker_model.weight.shape == (3, 2)  # __getattr__ too: a tensor, not a proxy
+    finally:
+        drawn.set()
+        thread.join()
+    assert "call_module" in str(traced["graph"].graph)  # the tracing thread still traced
