@@ -183,7 +183,10 @@ def draw_once(settings: Settings, request: DrawRequest, output: Path) -> int:
     from generation.composition import create_engine
 
     async def run() -> int:
-        engine = create_engine(settings, warm_up_size=(request.params.width, request.params.height))
+        # Compiled before drawing, as before: a compile left running in the background would
+        # hold the exit up (torch's compile workers) for a picture drawn eager anyway.
+        size = (request.params.width, request.params.height)
+        engine = create_engine(settings, warm_up_size=size, compile_in_background=False)
         await engine.start()
         try:
             job = await engine.submit(request.params, user_id=0)
