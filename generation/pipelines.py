@@ -24,7 +24,6 @@ from generation.compiled import (
     cuda_graph_state,
     graph_work_lock,
     keep_fx_tracing_on_its_thread,
-    ready_thread_for_cuda_graphs,
     share_cuda_graph_state,
 )
 from generation.images import open_image
@@ -103,6 +102,7 @@ class KandinskyPipelines:
         # thread, only after finish_compile when compiled in the background.
         self._serving_compiled = False
         self._cuda_graphs = False
+        self._graph_state: tuple[dict, dict] | None = None
         # Background compile (prepare(background=True)): the inputs each compiled form is
         # called with, the size they are for, the thread, and how release() stops it.
         self._examples: list[tuple[Callable, tuple, dict]] = []
@@ -131,8 +131,9 @@ class KandinskyPipelines:
         self._cuda_graphs = cuda_graphs
         # Other threads (other devices' workers) may draw while this compiles.
         self._fx_per_thread = keep_fx_tracing_on_its_thread()
-        if cuda_graphs:
-            ready_thread_for_cuda_graphs()  # this is the worker thread that will draw
+        # This is the worker thread that will draw: its CUDA graph trees state, for the
+        # background compile to share.
+        self._graph_state = cuda_graph_state() if cuda_graphs else None
         self._eager_unet, self._eager_prior = self.decoder.unet, self.prior.prior
         # The UNet is 90% of the work: full batches get static shapes too.
         self._unet = CompiledByBatch(self.decoder.unet, graphs, static_sizes=(1, self.max_batch))
@@ -277,7 +278,7 @@ class KandinskyPipelines:
         loading changes process-wide state, such as the default dtype, that Dynamo traces)."""
         done: Future = Future()
         done.set_running_or_notify_cancel()
-        shared = cuda_graph_state() if self._cuda_graphs else None
+        shared = self._graph_state  # the worker thread's (this may run on the event loop)
         examples = list(self._examples)
         thread = threading.Thread(
             target=self._compile_in_background,
