@@ -8,7 +8,6 @@ python main.py mix a.png b.png "in winter" --weights 0.4,0.4,0.2 -o out.png
 python main.py prefetch         download the models (and the translation model) into the Hugging Face cache
 python main.py upscale in.png -o out.png [--seed N --steps N --strength X]
                                 a picture at twice the size (Lanczos, then img2img)
-python main.py prefetch --compile   ... and compile them (COMPILE) into DATA_DIR's compile cache
 """
 
 from __future__ import annotations
@@ -91,13 +90,8 @@ def parse_command_line(argv: list[str]) -> argparse.Namespace:
     upscale.add_argument("--seed", type=int, metavar="N", help="repeat an upscale exactly")
     upscale.add_argument("--steps", type=int, metavar="N", help="decoder steps before strength (default DEFAULT_STEPS)")
     upscale.add_argument("--strength", type=float, metavar="X", help="how much may change, 0.05 to 1.0")
-    prefetch_parser = commands.add_parser(
+    commands.add_parser(
         "prefetch", help="download both models and the translation model into the Hugging Face cache (HF_HOME)"
-    )
-    prefetch_parser.add_argument(
-        "--compile",
-        action="store_true",
-        help="then load them and compile them (COMPILE) on this host's GPUs, so the bot's next start is fast",
     )
     commands.add_parser("health", help="exit 0 if the running bot's /health says healthy (needs HTTP_PORT)")
     args = parser.parse_args(argv)
@@ -157,8 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     if upscaling is not None:
         return draw_once(settings, upscaling[0], Path(args.output), upscaling[1])
     if command == "prefetch":
-        code = prefetch(settings)
-        return prefetch_compile(settings) if code == 0 and args.compile else code
+        return prefetch(settings)
     from bot.app import run_bot  # after logging is set: importing torch takes seconds
 
     try:
@@ -359,10 +352,7 @@ def draw_once(settings: Settings, request: DrawRequest, output: Path, images: Se
     from generation.pipelines import decoder_steps
 
     async def run() -> int:
-        # Compiled before drawing, as before: a compile left running in the background would
-        # hold the exit up (torch's compile workers) for a picture drawn eager anyway.
-        size = (request.params.width, request.params.height)
-        engine = create_engine(settings, warm_up_size=size, compile_in_background=False)
+        engine = create_engine(settings, warm_up_size=(request.params.width, request.params.height))
         await engine.start()
         translator = create_translator(settings)  # loads its model only for a text with Cyrillic
         try:
@@ -429,38 +419,6 @@ def prefetch(settings: Settings) -> int:
     return 0
 
 
-def prefetch_compile(settings: Settings) -> int:
-    """Load the models and compile them as the bot would (every device, the default size),
-    filling the compile cache in DATA_DIR (TORCHINDUCTOR_CACHE_DIR, and compile-cache.bin)."""
-    from generation.composition import compile_cache_file, create_engine
-
-    async def run() -> int:
-        engine = create_engine(settings, compile_in_background=False)
-        started = time.monotonic()
-        print("loading and compiling the models (minutes with an empty compile cache) ...")
-        try:
-            await engine.reload()
-        except Exception as exc:
-            print(f"Could not load the models: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return 1
-        finally:
-            await engine.close()
-        if not engine.compiled_devices():
-            print(f"COMPILE={settings.compile}: nothing compiled on {', '.join(engine.status().devices)}")
-            return 0
-        from generation.compile_cache import CompileCacheFile
-
-        saved = await asyncio.to_thread(CompileCacheFile(compile_cache_file(settings)).save)
-        print(
-            f"compiled on {', '.join(engine.compiled_devices())} in {time.monotonic() - started:.0f} s;"
-            f" cache in {os.environ.get('TORCHINDUCTOR_CACHE_DIR')}"
-            + (f" and {compile_cache_file(settings)}" if saved else "")
-        )
-        return 0
-
-    return asyncio.run(run())
-
-
 def _is_hub_id(model: str) -> bool:
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id
@@ -520,7 +478,7 @@ def health(settings: Settings) -> int:
     print(json.dumps(status))
     # Reloading, or loading for the first time (a 10 GB download, then compiling): busy, not
     # broken, since the bot answers users and queues their requests. Failed models are broken.
-    busy = status.get("status") in ("reloading", "compiling") or status.get("models") == "loading"
+    busy = status.get("status") == "reloading" or status.get("models") == "loading"
     return 0 if status.get("status") == "healthy" or busy else 1
 
 

@@ -7,7 +7,6 @@ engine without importing aiogram.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from generation.params import DrawLimits
@@ -18,19 +17,9 @@ if TYPE_CHECKING:
     from generation.translation import Translator
 
 
-COMPILE_CACHE_FILE = "compile-cache.bin"  # in DATA_DIR: torch's portable compile cache
-
-
-def compile_cache_file(settings: Settings) -> Path:
-    return Path(settings.data_dir) / COMPILE_CACHE_FILE
-
-
-def create_engine(
-    settings: Settings, *, warm_up_size: tuple[int, int] | None = None, compile_in_background: bool = True
-) -> GenerationEngine:
+def create_engine(settings: Settings, *, warm_up_size: tuple[int, int] | None = None) -> GenerationEngine:
     """The engine as the settings describe it; warmed up (on CUDA) for the default size
-    unless another is named. Compiled (COMPILE) in the background while serving eager,
-    unless ``compile_in_background`` is False (``prefetch --compile``)."""
+    unless another is named."""
     from generation.factory import build_engine  # imports torch: request_limits alone must not
 
     return build_engine(
@@ -45,8 +34,6 @@ def create_engine(
         max_batch=settings.max_batch,
         max_queue=settings.max_queue,
         max_pending_per_user=settings.max_pending_per_user,
-        compile_in_background=compile_in_background,
-        compile_cache_file=compile_cache_file(settings),
     )
 
 

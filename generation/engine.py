@@ -16,7 +16,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import torch
@@ -32,7 +31,7 @@ from generation.errors import (
 )
 from generation.fair_queue import FairQueue
 from generation.params import GenerationParams, GenerationResult
-from generation.pipelines import CompileAbandoned, DrawnImage, KandinskyPipelines
+from generation.pipelines import DrawnImage, KandinskyPipelines
 from generation.png import PngEncoder
 from generation.worker import DeviceWorker
 
@@ -103,9 +102,6 @@ class EngineStatus:
     # Loading again after the models were ready: the old ones finish the running batch and
     # requests wait for the new ones (busy, not broken; unlike the first load or a failure).
     reloading: bool = False
-    # Ready and serving eager while the compiled forms compile in the background (minutes
-    # with a cold compile cache); then compiled, about twice as fast.
-    compiling: bool = False
 
     @property
     def healthy(self) -> bool:
@@ -125,7 +121,6 @@ class GenerationEngine:
         max_batch: int = 8,
         max_queue: int = 100,
         max_pending_per_user: int = 3,
-        on_compiled: Callable[[], None] | None = None,
     ) -> None:
         self._workers = [DeviceWorker(device, i) for i, device in enumerate(devices)]
         self._loader = loader
@@ -148,12 +143,6 @@ class GenerationEngine:
         # SHUTDOWN_GRACE_S instead of waiting (the process can't exit before the worker
         # thread ends) for a result nobody will deliver.
         self._aborting = threading.Event()
-        # Background compiles (KandinskyPipelines.prepare(background=True)): the workers still
-        # compiling, counted per load so that a reload ignores the old load's compiles.
-        self._load_generation = 0
-        self._compiling: set[DeviceWorker] = set()
-        self._compile_tasks: set[asyncio.Task] = set()
-        self._on_compiled = on_compiled  # run on a helper thread once every device compiled
 
     # -- life cycle -----------------------------------------------------------------
 
@@ -173,9 +162,9 @@ class GenerationEngine:
         """Stop at once: a running batch is abandoned at its next decoder step, waiting
         requests fail (the caller keeps what it wants to serve again, e.g. in a journal)."""
         self._aborting.set()
-        for task in [*self._tasks, *self._compile_tasks]:
+        for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, *self._compile_tasks, *self._finishing, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._finishing, return_exceptions=True)
         self._png.shutdown()
         for job in self._queue.drain():
             self._fail(job, GenerationError("the bot is shutting down"))
@@ -199,8 +188,6 @@ class GenerationEngine:
             await self._queue.set_paused(True)
             self._reloading = self._state is ModelState.READY
             self._state, self._error = ModelState.LOADING, None
-            self._load_generation += 1
-            self._compiling.clear()
             try:
                 # Every device's old models go before any new ones load: releasing compiled
                 # models resets Dynamo, which would drop the graphs just compiled for another
@@ -222,58 +209,6 @@ class GenerationEngine:
             log.info("models ready on %s", ", ".join(str(w.device) for w in self._workers))
             if self._accepting:
                 await self._queue.set_paused(False)
-            self._start_compiling()
-
-    def _start_compiling(self) -> None:
-        """Compile every device's models in the background while they serve eager. The
-        devices compile at once (Dynamo traces one at a time under its global lock; the
-        second hits the first's compile cache), each then switches between its batches."""
-        generation = self._load_generation
-        for worker in self._workers:
-            pipes = worker.pipes
-            done = worker.start_background_compile()
-            if pipes is None or done is None:
-                continue
-            log.info("compiling on %s in the background; drawing without compiled graphs meanwhile", worker.device)
-            self._compiling.add(worker)
-            task = asyncio.create_task(self._switch_when_compiled(worker, pipes, done, generation))
-            self._compile_tasks.add(task)
-            task.add_done_callback(self._compile_tasks.discard)
-
-    async def _switch_when_compiled(
-        self, worker: DeviceWorker, pipes: KandinskyPipelines, done: Future, generation: int
-    ) -> None:
-        started = time.monotonic()
-        switched = False
-        try:
-            try:
-                await asyncio.wrap_future(done)
-            except CompileAbandoned:
-                return  # released by a reload or a stop
-            except Exception:
-                if generation == self._load_generation:
-                    log.exception("torch.compile failed on %s; drawing without it (COMPILE=false skips)", worker.device)
-                    await worker.drop_compiled(pipes)
-                return
-            if generation != self._load_generation:
-                return
-            compiled_s = time.monotonic() - started
-            switched = await worker.finish_compile(pipes)
-            if switched:
-                log.info(
-                    "compiled drawing on %s: compiled in %.0f s, switched in %.1f s",
-                    worker.device,
-                    compiled_s,
-                    time.monotonic() - started - compiled_s,
-                )
-        finally:
-            if generation == self._load_generation:
-                self._compiling.discard(worker)
-        if switched and not self._compiling and self._on_compiled is not None:
-            try:
-                await asyncio.to_thread(self._on_compiled)
-            except Exception:
-                log.exception("saving the compile cache failed")
 
     # -- requests -------------------------------------------------------------------
 
@@ -339,10 +274,6 @@ class GenerationEngine:
         self._notify("cancelled", job)
         return True
 
-    def compiled_devices(self) -> list[str]:
-        """The devices drawing with compiled graphs."""
-        return [str(w.device) for w in self._workers if w.pipes is not None and w.pipes.serving_compiled]
-
     def status(self) -> EngineStatus:
         now = time.monotonic()
         recent = sum(1 for t in self._finished_at if now - t <= self.RATE_WINDOW_S)
@@ -357,7 +288,6 @@ class GenerationEngine:
             images_per_minute=recent / (self.RATE_WINDOW_S / 60),
             gpu_memory_bytes=sum(cuda_memory) if cuda_memory else None,
             reloading=self._reloading,
-            compiling=bool(self._compiling) and self._state is ModelState.READY,
         )
 
     # -- workers --------------------------------------------------------------------

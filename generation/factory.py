@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
-from generation.compile_cache import CompileCacheFile
 from generation.devices import resolve_devices, resolve_dtype
 from generation.engine import GenerationEngine
 from generation.loading import LOADING
@@ -26,18 +23,10 @@ def build_engine(
     max_batch: int = 8,
     max_queue: int = 100,
     max_pending_per_user: int = 3,
-    compile_in_background: bool = True,
-    compile_cache_file: Path | None = None,
 ) -> GenerationEngine:
-    """``compile_in_background``: serve eager at once and compile meanwhile (the bot);
-    otherwise compile before serving. ``compile_cache_file``: torch's portable compile cache
-    (generation.compile_cache), loaded before the first compile and saved after one."""
     devices = resolve_devices(device)
-    cache = CompileCacheFile(compile_cache_file) if compile_cache_file is not None and compile != "off" else None
 
     def load(target: torch.device) -> KandinskyPipelines:
-        if cache is not None:
-            cache.load_once()
         with LOADING:  # never beside another from_pretrained (generation/loading.py)
             pipes = KandinskyPipelines.load(
                 prior_model,
@@ -51,7 +40,7 @@ def build_engine(
             )
         if target.type == "cuda" or pipes.compiled:
             # Kernels (and compiled graphs) get ready before the first user asks.
-            pipes.prepare(*warm_up_size, background=compile_in_background)
+            pipes.prepare(*warm_up_size)
         return pipes
 
     return GenerationEngine(
@@ -60,5 +49,4 @@ def build_engine(
         max_batch=max_batch,
         max_queue=max_queue,
         max_pending_per_user=max_pending_per_user,
-        on_compiled=cache.save if cache is not None else None,
     )

@@ -9,23 +9,15 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 
 import torch
 from PIL import Image
 
 from generation.clip_processor import drop_pil_fallback_note
-from generation.compiled import (
-    CompiledByBatch,
-    cuda_graph_state,
-    graph_work_lock,
-    keep_fx_tracing_on_its_thread,
-    share_cuda_graph_state,
-)
+from generation.compiled import CompiledByBatch, ready_thread_for_cuda_graphs
 from generation.images import open_image
 from generation.params import GenerationParams
 from generation.schedulers import decoder_scheduler, with_host_timesteps
@@ -48,10 +40,6 @@ Pictures = Sequence["Image.Image | bytes"]
 # How many decoder steps the CPU may queue ahead of the GPU. Enough that the GPU never waits
 # for Python between steps, few enough that "step k of N" tells what the GPU has done.
 RUN_AHEAD_STEPS = 2
-
-
-class CompileAbandoned(Exception):
-    """The models were released while they compiled in the background."""
 
 
 @dataclass
@@ -100,22 +88,6 @@ class KandinskyPipelines:
         self._compiled_sizes: set[tuple[int, int]] = set()
         # Compiled prior only: the input row counts it was compiled for (see _compile).
         self._prior_shapes: tuple[int, ...] = ()
-        # Whether draw() uses the compiled forms: from the start when compiled on the worker
-        # thread, only after finish_compile when compiled in the background.
-        self._serving_compiled = False
-        self._cuda_graphs = False
-        self._graph_state: tuple[dict, dict] | None = None
-        # Background compile (prepare(background=True)): the inputs each compiled form is
-        # called with, the size they are for, the thread, and how release() stops it.
-        self._examples: list[tuple[Callable, tuple, dict]] = []
-        self._background_size: tuple[int, int] | None = None
-        self._compile_thread: threading.Thread | None = None
-        self._stop_compile = threading.Event()
-        self._recording_decode: Callable | None = None  # the eager decode, noting its inputs
-        # Ends when the background compile has run every compiled form once (or failed).
-        self.background_compile_done: Future | None = None
-        # Called first on the background compile thread (tests hold the compile with it).
-        self.before_background_compile: Callable[[], None] | None = None
         if compile != "off":
             self._compile(cuda_graphs=compile == "cudagraphs" and device.type == "cuda")
 
@@ -130,15 +102,12 @@ class KandinskyPipelines:
         # A single request and a full batch run on static shapes, other batches on a dynamic
         # batch dimension (generation.compiled says why).
         graphs = "reduce-overhead" if cuda_graphs else "default"
-        self._cuda_graphs = cuda_graphs
-        # Other threads (other devices' workers) may draw while this compiles.
-        self._fx_per_thread = keep_fx_tracing_on_its_thread()
-        # This is the worker thread that will draw: its CUDA graph trees state, for the
-        # background compile to share.
-        self._graph_state = cuda_graph_state() if cuda_graphs else None
+        if cuda_graphs:
+            ready_thread_for_cuda_graphs()  # this is the worker thread that will draw
         self._eager_unet, self._eager_prior = self.decoder.unet, self.prior.prior
         # The UNet is 90% of the work: full batches get static shapes too.
         self._unet = CompiledByBatch(self.decoder.unet, graphs, static_sizes=(1, self.max_batch))
+        self.decoder.unet = self._unet.batched
         self._movq_decode = torch.compile(self.decoder.movq.decode)
         if cuda_graphs:
             self._prior_model = CompiledByBatch(self.prior.prior, graphs)
@@ -148,9 +117,6 @@ class KandinskyPipelines:
             # prior 4 or 5 rows (bench/results/2026-11-29-pictures). Its calls are padded
             # to the row counts warm-up compiled instead (_prior_calls).
             self._prior_shapes = self.serving_batch_sizes()
-        # draw() puts the compiled forms in place of the eager modules, from now on unless
-        # prepare(background=True) says otherwise.
-        self._serving_compiled = True
 
     @property
     def compiled(self) -> bool:
@@ -166,9 +132,6 @@ class KandinskyPipelines:
         self._eager_unet = self._eager_prior = None
         self._compiled_sizes.clear()
         self._prior_shapes = ()
-        self._serving_compiled = False
-        self._examples.clear()
-        self._background_size = None
 
     def _use_compiled_decode(self, compiled: bool) -> None:
         # The compiled decode is an instance attribute of the MoVQ; without it the class's
@@ -176,23 +139,13 @@ class KandinskyPipelines:
         # reference cycle through the MoVQ).
         if compiled:
             self.decoder.movq.decode = self._movq_decode
-        elif self._recording_decode is not None:
-            self.decoder.movq.decode = self._recording_decode
         else:
             vars(self.decoder.movq).pop("decode", None)
 
-    def prepare(self, width: int, height: int, *, background: bool = False) -> None:
+    def prepare(self, width: int, height: int) -> None:
         """Warm up for serving. If the compiled graphs fail (no C compiler for Triton, a GPU
         Triton does not support, a PyTorch bug), draw without them: a slower bot beats one
-        that draws nothing.
-
-        ``background``: warm up eager only (seconds) and leave the compiling to
-        ``start_background_compile`` and ``finish_compile``, so that the bot serves at once.
-        """
-        if background and self.compiled and self._fx_per_thread:
-            self._prepare_eager_first(width, height)
-            return
-        self._serving_compiled = self.compiled
+        that draws nothing."""
         try:
             self.warm_up(width, height, batch_sizes=self.serving_batch_sizes())
         except Exception:
@@ -206,148 +159,9 @@ class KandinskyPipelines:
         """Draw throw-away pictures so CUDA kernels (and compiled graphs) are ready before
         the first user asks (``serving_batch_sizes`` says which batch sizes that takes).
         Compiled pipelines use their compiled decoder only for the sizes warmed up."""
-        if self._serving_compiled:
-            self._compiled_sizes.add((width, height))
+        self._compiled_sizes.add((width, height))
         for size in dict.fromkeys(batch_sizes):
             self.draw([GenerationParams("warm-up", width, height, steps, 4.0, 1.0, seed=i) for i in range(size)])
-
-    # -- compiling in the background --------------------------------------------------
-    #
-    # Compiling takes minutes (405 s on an H200 with a cold cache): on the worker thread the
-    # bot would draw nothing meanwhile. Instead the worker warms up eager (seconds) and serves;
-    # a helper thread calls each compiled form once with the inputs the eager warm-up gave
-    # its module. Dynamo keeps compiled code on the code objects, shared by all threads, and
-    # a CUDA graph trees function's first call is a warm-up run that records nothing: the
-    # helper records no graph. Then, between batches, the worker thread runs the compiled
-    # forms itself (``finish_compile``: seconds, nothing left to compile) and so records the
-    # CUDA graphs on the thread that replays them. The helper runs model forwards only:
-    # diffusers' modules change no state of their own in forward, so the worker may draw
-    # with the same eager modules at the same time (Dynamo traces under its own global
-    # compile lock; its frame hook is per thread, so the worker's eager calls stay eager).
-    # GPU memory: the helper's activations (one call at a time, the largest a full batch)
-    # come on top of the batch being served.
-
-    def _prepare_eager_first(self, width: int, height: int) -> None:
-        self._serving_compiled = False
-        self._examples.clear()
-        recorded: dict[tuple[str, int], tuple[tuple, dict]] = {}
-        requests = [1]  # the request count of the warm-up drawing now
-
-        def recorder(name: str) -> Callable:
-            def hook(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
-                recorded.setdefault((name, requests[0]), (_detached(args), _detached(kwargs)))
-
-            return hook
-
-        movq = self.decoder.movq
-        decode = type(movq).decode.__get__(movq)
-
-        def recording_decode(*args, **kwargs):
-            recorded.setdefault(("movq", requests[0]), (_detached(args), _detached(kwargs)))
-            return decode(*args, **kwargs)
-
-        hooks = [self._eager_unet.register_forward_pre_hook(recorder("unet"), with_kwargs=True)]
-        if self._prior_model is not None:
-            hooks.append(self._eager_prior.register_forward_pre_hook(recorder("prior"), with_kwargs=True))
-        self._recording_decode = recording_decode
-        try:
-            for size in self.serving_batch_sizes():
-                requests[0] = size
-                self.warm_up(width, height, batch_sizes=(size,))
-        finally:
-            for hook in hooks:
-                hook.remove()
-            self._recording_decode = None
-            vars(movq).pop("decode", None)
-        # The compiled form each request count uses, with the inputs its module was given.
-        for (name, requests), (args, kwargs) in recorded.items():
-            if name == "unet":
-                form = self._unet.for_requests(requests)
-            elif name == "prior":
-                form = self._prior_model.for_requests(requests)
-            else:
-                form = self._movq_decode
-            self._examples.append((form, args, kwargs))
-        self._background_size = (width, height)
-
-    @property
-    def serving_compiled(self) -> bool:
-        """Drawing with the compiled forms (for the sizes warmed up)."""
-        return self._serving_compiled and self._unet is not None
-
-    @property
-    def compile_pending(self) -> bool:
-        """Warmed up eager; the compiled forms still to be compiled and switched to."""
-        return self._background_size is not None
-
-    def start_background_compile(self) -> Future:
-        """Compile on a helper thread; the future ends when all compiled forms ran once
-        (then call ``finish_compile`` on the worker thread), or with the compile's error.
-        Call from the worker thread or once it is idle (the loading of models is done:
-        loading changes process-wide state, such as the default dtype, that Dynamo traces)."""
-        done: Future = Future()
-        done.set_running_or_notify_cancel()
-        shared = self._graph_state  # the worker thread's (this may run on the event loop)
-        examples = list(self._examples)
-        thread = threading.Thread(
-            target=self._compile_in_background,
-            args=(examples, shared, done),
-            name=f"compile-{self.device}",
-            daemon=True,  # a stop must not wait minutes for a compile
-        )
-        self._compile_thread = thread
-        self.background_compile_done = done
-        thread.start()
-        return done
-
-    def _compile_in_background(self, examples: list, shared: tuple | None, done: Future) -> None:
-        try:
-            if self.before_background_compile is not None:
-                self.before_background_compile()
-            if shared is not None:
-                share_cuda_graph_state(shared)
-            # The worker's current CUDA device stays: Dynamo must see what the worker will.
-            with torch.inference_mode():
-                for form, args, kwargs in examples:
-                    if self._stop_compile.is_set():
-                        raise CompileAbandoned()
-                    with graph_work_lock():
-                        form(*args, **kwargs)
-                if self.device.type == "cuda":
-                    torch.cuda.synchronize(self.device)
-        except BaseException as exc:  # told to the engine through the future
-            done.set_exception(exc)
-        else:
-            done.set_result(None)
-
-    def finish_compile(self) -> bool:
-        """On the worker thread, once the background compile is done: run the compiled forms
-        here (recording their CUDA graphs on this thread) and draw with them from now on.
-        False (and eager from now on) if that fails."""
-        if self._background_size is None or self._unet is None:
-            return False
-        width, height = self._background_size
-        self._background_size = None
-        self._examples.clear()
-        self._serving_compiled = True
-        try:
-            with graph_work_lock():
-                self.warm_up(width, height, batch_sizes=self.serving_batch_sizes())
-        except Exception:
-            log.exception("torch.compile failed on %s; drawing without it (COMPILE=false skips trying)", self.device)
-            self.drop_compiled()
-            return False
-        return True
-
-    def stop_background_compile(self, wait: bool = True) -> None:
-        """Stop using the models on the compile thread: it stops before its next compiled
-        call (the one in progress, up to a couple of minutes cold, cannot be interrupted)."""
-        self._stop_compile.set()
-        thread = self._compile_thread
-        if wait and thread is not None and thread is not threading.current_thread():
-            thread.join()
-        self._background_size = None
-        self._examples.clear()
 
     def serving_batch_sizes(self) -> tuple[int, ...]:
         """The batch sizes to warm up before serving. Compiled: a single request and a full
@@ -407,7 +221,6 @@ class KandinskyPipelines:
         releases all devices before loading any, see ``GenerationEngine.reload``).
         """
         compiled = self.compiled
-        self.stop_background_compile()
         self.drop_compiled()
         # The cached zero embedding is a closure on the prior: a cycle through it.
         vars(self.prior).pop("get_zero_embed", None)
@@ -467,7 +280,7 @@ class KandinskyPipelines:
             return kwargs
 
         if self._unet is not None:
-            compiled = self._serving_compiled and (first.width, first.height) in self._compiled_sizes
+            compiled = (first.width, first.height) in self._compiled_sizes
             self.decoder.unet = self._unet.for_requests(len(batch)) if compiled else self._eager_unet
             self._use_compiled_decode(compiled)
         self.decoder.scheduler = self._scheduler(first.sampler)
@@ -584,8 +397,7 @@ class KandinskyPipelines:
                 prompts += prompts[:1] * padding
                 negatives += negatives[:1] * padding
                 if self._prior_model is not None:
-                    compiled = self._serving_compiled
-                    self.prior.prior = self._prior_model.for_requests(len(prompts)) if compiled else self._eager_prior
+                    self.prior.prior = self._prior_model.for_requests(len(prompts))
                 out = self.prior(
                     prompt=prompts,
                     negative_prompt=negatives if with_negative else None,
@@ -609,8 +421,7 @@ class KandinskyPipelines:
         """
         if not rows:
             return []
-        shapes = self._prior_shapes if self._serving_compiled else ()  # eager: any row count
-        fits = sorted(shape // factor for shape in shapes if shape % factor == 0)
+        fits = sorted(shape // factor for shape in self._prior_shapes if shape % factor == 0)
         if not fits:
             return [(rows, 0)]
         calls = []
@@ -629,17 +440,6 @@ class KandinskyPipelines:
         )
         encoder = self.prior.image_encoder
         return encoder(pixels.to(dtype=encoder.dtype, device=self.device))["image_embeds"]
-
-
-def _detached(value):
-    """A copy of a call's inputs that outlives the call (tensors cloned, containers rebuilt)."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().clone()
-    if isinstance(value, dict):
-        return {k: _detached(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(_detached(v) for v in value)
-    return value
 
 
 def decoder_steps(params: GenerationParams) -> int:

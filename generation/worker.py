@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from PIL import Image
@@ -48,33 +48,6 @@ class DeviceWorker:
         if self._pipes is not None:
             pipes, self._pipes = self._pipes, None
             pipes.release()
-
-    @property
-    def pipes(self) -> KandinskyPipelines | None:
-        return self._pipes
-
-    def start_background_compile(self) -> Future | None:
-        """Start compiling the loaded models on a helper thread, if they wait for it
-        (``KandinskyPipelines.prepare(background=True)``). Call only while no load runs."""
-        if self._pipes is None or not self._pipes.compile_pending:
-            return None
-        return self._pipes.start_background_compile()
-
-    async def finish_compile(self, pipes: KandinskyPipelines) -> bool:
-        """Switch ``pipes`` to their compiled forms between batches, on this worker's thread
-        (which records their CUDA graphs). False if they were released meanwhile or failed."""
-        async with self.busy:
-            if self._pipes is not pipes:
-                return False
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._executor, pipes.finish_compile)
-
-    async def drop_compiled(self, pipes: KandinskyPipelines) -> None:
-        """Serve ``pipes`` eager for good (their background compile failed)."""
-        async with self.busy:
-            if self._pipes is pipes:
-                loop = asyncio.get_running_loop()
-                await loop.run_in_executor(self._executor, pipes.drop_compiled)
 
     async def draw(
         self, batch: Sequence[GenerationParams], on_step: StepCallback, pictures: Sequence[Pictures] | None = None
@@ -133,6 +106,4 @@ class DeviceWorker:
         return torch.cuda.memory_allocated(self.device)
 
     def shutdown(self) -> None:
-        if self._pipes is not None:
-            self._pipes.stop_background_compile(wait=False)
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -159,17 +159,3 @@ def test_compiled_graphs_are_cached_in_the_data_dir(tmp_path: Path) -> None:
     environ = {"TORCHINDUCTOR_CACHE_DIR": "/elsewhere"}
     use_compile_cache(settings, environ)
     assert environ["TORCHINDUCTOR_CACHE_DIR"] == "/elsewhere"  # the user's choice wins
-
-
-def test_prefetch_compile_loads_the_models_and_says_what_compiled(tiny_models: tuple[Path, Path], tmp_path: Path):
-    """On the GPU host it compiles into DATA_DIR's cache; here (COMPILE=auto on the CPU) it
-    loads the models through the bot's engine and says that nothing needed compiling."""
-    prior, decoder = tiny_models
-    result = run_main(
-        ["prefetch", "--compile"], tmp_path, PRIOR_MODEL=str(prior), DECODER_MODEL=str(decoder), DEVICE="cpu"
-    )
-    assert result.returncode == 0, result.stderr
-    assert "COMPILE=auto: nothing compiled on cpu" in result.stdout
-    wrong = dict(PRIOR_MODEL=str(prior), DECODER_MODEL=str(prior), DEVICE="cpu")  # a prior is no decoder
-    failed = run_main(["prefetch", "--compile"], tmp_path, **wrong)
-    assert failed.returncode == 1 and "Could not load the models" in failed.stderr

@@ -207,12 +207,10 @@ def test_compiled_prior_calls_are_padded_to_the_row_counts_warm_up_compiled(ours
         unpadded = ours.draw(plain + negative)
         assert sorted(set(seen)) == [3, 10]  # the prior's own row counts
         seen.clear()
-        # What a compiled prior warmed up with MAX_BATCH=8 serves with (these pipelines
-        # are eager: the row counts are what is checked).
-        ours._prior_shapes, ours._serving_compiled = (1, 2, 8), True
+        ours._prior_shapes = (1, 2, 8)  # what a compiled prior warmed up with MAX_BATCH=8 sees
         padded = ours.draw(plain + negative)
     finally:
-        ours._prior_shapes, ours._serving_compiled = (), False
+        ours._prior_shapes = ()
         hook.remove()
     # 3 rows -> 8; 5 rows with negative prompts (2 model rows each) -> 4 + 1 -> 8 and 2.
     assert set(seen) == {8, 2}

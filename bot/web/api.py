@@ -94,8 +94,7 @@ async def info(request: web.Request) -> web.Response:
             "service": "Kandinsky 2.2 (Telegram bot with the old HTTP API)",
             "endpoints": {
                 "GET /": "this description",
-                "GET /health": "status (healthy, compiling, reloading or unhealthy), device, models_loaded, "
-                "queue_length",
+                "GET /health": "status (healthy, reloading or unhealthy), device, models_loaded, queue_length",
                 "POST /generate": "JSON: prompt, negative_prompt, width, height, num_inference_steps, "
                 "guidance_scale, prior_guidance_scale, seed, sampler, translate -> image/png "
                 "(X-Prompt-Used: the prompt drawn, percent-encoded UTF-8)",
@@ -115,19 +114,11 @@ async def info(request: web.Request) -> web.Response:
 
 async def health(request: web.Request) -> web.Response:
     """ "reloading" is healthy but busy: the old models finish their batch, and requests
-    wait for the new ones. "compiling" is healthy and serving, slower until the compiled
-    graphs are ready. A health check must not restart the bot for either."""
+    wait for the new ones. A health check must not restart the bot for it."""
     status = request.app[ENGINE].status()
     return web.json_response(
         {
-            # "compiling": ready, drawing without compiled graphs (slower) until they are
-            "status": "reloading"
-            if status.reloading
-            else "compiling"
-            if status.compiling
-            else "healthy"
-            if status.healthy
-            else "unhealthy",
+            "status": "reloading" if status.reloading else "healthy" if status.healthy else "unhealthy",
             # loading, ready or failed: a bot still loading answers users and queues their requests
             "models": status.models.value,
             "device": ",".join(status.devices),

@@ -1,1 +1,0 @@
-coldstart-compiling = ⚙️ Compiling the models for faster drawing: pictures are drawn meanwhile, somewhat slower.
