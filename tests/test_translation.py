@@ -341,3 +341,19 @@ def test_cli_draws_the_translation_and_raw_as_typed(
 
     assert f"drawing the translation: {english}" in draw()
     assert "drawing the translation" not in draw("--raw")  # drawn as typed
+
+
+async def test_a_saved_raw_setting_turns_translation_off_for_that_user_only(
+    telegram: FakeTelegram, make_settings, tiny_marian: Path
+) -> None:
+    """Issue 11: a user setting turns translation off for that user (/settings --raw)."""
+    settings = translating(make_settings, telegram.url, tiny_marian)
+    async with running_bot(settings):
+        await telegram.send_text("/settings --raw", user_id=321)
+        await telegram.wait_for("sendMessage", chat_id=321)
+        await telegram.send_text(f"/draw {RUSSIAN}", user_id=321)
+        [mine] = await telegram.wait_for("sendPhoto", chat_id=321)
+        await telegram.send_text(f"/draw {RUSSIAN}", user_id=322)  # no saved setting
+        [theirs] = await telegram.wait_for("sendPhoto", chat_id=322)
+    assert f"<i>{RUSSIAN}</i>" in mine.data["caption"] and "Translated" not in mine.data["caption"]
+    assert f"Translated from: <i>{RUSSIAN}</i>" in theirs.data["caption"]
