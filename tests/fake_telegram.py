@@ -345,9 +345,11 @@ class FakeTelegram:
         caption, ...); command entities are added for a leading /command."""
         chat_id = user_id if chat_id is None else chat_id
         self._next_message += 1
+        # Kept here: the bot's calls answered while the update is pushed take ids too.
+        message_id = self._next_message
         chat = {"id": chat_id, "type": "private" if chat_id > 0 else "group", "title": "group"}
         message: dict[str, Any] = {
-            "message_id": self._next_message,
+            "message_id": message_id,
             "date": int(time.time()),
             "chat": chat,
             "from": {"id": user_id, "is_bot": False, "first_name": f"user{user_id}", "language_code": lang},
@@ -363,9 +365,9 @@ class FakeTelegram:
                 message[entities] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
         if reply_to is not None:
             message["reply_to_message"] = self.messages[(chat_id, reply_to)]
-        self.messages[(chat_id, self._next_message)] = message
+        self.messages[(chat_id, message_id)] = message
         await self._push({"message": message})
-        return self._next_message
+        return message_id
 
     async def press_button(self, message: Call, callback_data: str | None, *, user_id: int, lang: str = "en") -> str:
         """A user presses an inline button under a message the bot sent (``None``: a button
