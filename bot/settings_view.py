@@ -90,7 +90,7 @@ def settings_text(choices: UserChoices, limits: DrawLimits, book: StyleBook, lan
     style = params.style.name if params.style else NO_STYLE
     description = book.description(style, lang) if params.style else ""
     others = " ".join(
-        f'--{name} "{value}"' if " " in value else f"--{name} {value}"
+        f'--{name} "{value}"' if " " in value else f"--{name} {value}" if value else f"--{name}"  # --raw: a flag
         for name, value in options.items()
         if name not in ("ar", "size", "steps", "style")
     )

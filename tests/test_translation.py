@@ -350,7 +350,8 @@ async def test_a_saved_raw_setting_turns_translation_off_for_that_user_only(
     settings = translating(make_settings, telegram.url, tiny_marian)
     async with running_bot(settings):
         await telegram.send_text("/settings --raw", user_id=321)
-        await telegram.wait_for("sendMessage", chat_id=321)
+        [saved] = await telegram.wait_for("sendMessage", chat_id=321)
+        assert "--raw" in saved.data["text"] and "--raw " not in saved.data["text"]  # shown as the flag it is
         await telegram.send_text(f"/draw {RUSSIAN}", user_id=321)
         [mine] = await telegram.wait_for("sendPhoto", chat_id=321)
         await telegram.send_text(f"/draw {RUSSIAN}", user_id=322)  # no saved setting
