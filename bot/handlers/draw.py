@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import html
 import logging
+from collections.abc import Sequence
 
 from aiogram import F, Router
 from aiogram.enums import ChatType
@@ -22,7 +23,7 @@ from bot.senders import may_cancel, sender_id
 from bot.texts import text
 from bot.user_settings import UserSettings, usable_options
 from config import Settings
-from generation import GenerationEngine, ModelsUnavailable, QueueFull, UserQueueFull
+from generation import GenerationEngine, GenerationParams, ModelsUnavailable, QueueFull, UserQueueFull
 from generation.composition import request_limits
 
 log = logging.getLogger(__name__)
@@ -80,15 +81,36 @@ async def draw(
         await reply(message, text(lang, exc.key, **params))
         return None
 
+    return await queue(
+        message, request.params, request.as_document, draws, engine, settings, lang, translate=not request.raw
+    )
+
+
+async def queue(
+    message: Message,
+    params: GenerationParams,
+    as_document: bool,
+    draws: DrawService,
+    engine: GenerationEngine,
+    settings: Settings,
+    lang: str,
+    *,
+    images: Sequence[bytes] = (),
+    translate: bool = True,
+) -> str | None:
+    """Journal and queue a checked request and show its progress (/draw and pictures from
+    pictures alike); ACCEPTED if it was queued. ``translate``: False for --raw."""
+    user_id = sender_id(message)  # an anonymous admin is their group, not GroupAnonymousBot
     try:
         ticket = await draws.submit(
-            params=request.params,
-            as_document=request.as_document,
+            params=params,
+            as_document=as_document,
             chat_id=message.chat.id,
             message_id=message.message_id,
             user_id=user_id,
             lang=lang,
-            translate=not request.raw,  # a user's saved setting joins here once settings exist
+            images=images,
+            translate=translate,
         )
     except UserQueueFull:
         await reply(message, text(lang, "busy_user", limit=settings.max_pending_per_user))
@@ -102,7 +124,16 @@ async def draw(
     if ticket is None:
         log.info("message %s in chat %s was accepted before: not queued twice", message.message_id, message.chat.id)
         return None
-    log.info("job %s queued for user %s: %sx%s, %s steps", ticket.journal_id, user_id, *request.params.batch_key[:3])
+    log.info(
+        "job %s queued for user %s: %s from %d pictures, %sx%s, %s steps",
+        ticket.journal_id,
+        user_id,
+        params.kind,
+        len(images),
+        params.width,
+        params.height,
+        params.num_inference_steps,
+    )
     try:
         status = await reply(message, progress_text(ticket.job, engine, lang), cancel_keyboard(ticket.journal_id, lang))
     except TelegramAPIError as exc:  # no status message, but the picture still comes

@@ -23,17 +23,14 @@ from collections.abc import Awaitable
 
 from aiogram import Bot, F, Router
 from aiogram.enums import ChatType
-from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 
 from bot.albums import Album, AlbumCollector
 from bot.draw_args import DrawArgsError, is_blank, request_from_options, split_draw_args
 from bot.draw_service import DrawService
-from bot.handlers.draw import reply
-from bot.keyboards import cancel_keyboard
+from bot.handlers.draw import queue, reply
 from bot.middlewares.access import is_allowed
-from bot.middlewares.rate_limit import ACCEPTED
 from bot.photos import Picture, download_pictures, has_media, media_message, picture_files
 from bot.picture_args import (
     base_request,
@@ -45,11 +42,9 @@ from bot.picture_args import (
     picture_size,
     variation_parts,
 )
-from bot.progress import progress_text
-from bot.senders import sender_id
 from bot.texts import text
 from config import Settings
-from generation import DrawLimits, GenerationEngine, GenerationParams, ModelsUnavailable, QueueFull, UserQueueFull
+from generation import DrawLimits, GenerationEngine, GenerationParams
 from generation.composition import request_limits
 from generation.params import MIX_MAX_PARTS
 
@@ -259,63 +254,17 @@ async def serve(
         values = {k: html.escape(v) if isinstance(v, str) else v for k, v in exc.params.items()}
         await reply(message, text(lang, exc.key, **values))
         return None
-    return await queue(message, params, as_document, pictures, draws, engine, settings, lang, translate=not raw)
-
-
-async def queue(
-    message: Message,
-    params: GenerationParams,
-    as_document: bool,
-    pictures: list[Picture],
-    draws: DrawService,
-    engine: GenerationEngine,
-    settings: Settings,
-    lang: str,
-    translate: bool = True,
-) -> str | None:
-    """Journal and queue the request and show its progress, as /draw does (``translate``:
-    False for --raw)."""
-    user_id = sender_id(message)
-    try:
-        ticket = await draws.submit(
-            params=params,
-            as_document=as_document,
-            chat_id=message.chat.id,
-            message_id=message.message_id,
-            user_id=user_id,
-            lang=lang,
-            images=[p.data for p in pictures],
-            translate=translate,
-        )
-    except UserQueueFull:
-        await reply(message, text(lang, "busy_user", limit=settings.max_pending_per_user))
-        return None
-    except QueueFull:
-        await reply(message, text(lang, "busy_global", limit=settings.max_queue))
-        return None
-    except ModelsUnavailable:
-        await reply(message, text(lang, "models_unavailable"))
-        return None
-    if ticket is None:
-        log.info("message %s in chat %s was accepted before: not queued twice", message.message_id, message.chat.id)
-        return None
-    log.info(
-        "job %s queued for user %s: %s from %d pictures, %sx%s, %s steps",
-        ticket.journal_id,
-        user_id,
-        params.kind,
-        len(pictures),
-        params.width,
-        params.height,
-        params.num_inference_steps,
+    return await queue(
+        message,
+        params,
+        as_document,
+        draws,
+        engine,
+        settings,
+        lang,
+        images=[p.data for p in pictures],
+        translate=not raw,
     )
-    try:
-        status = await reply(message, progress_text(ticket.job, engine, lang), cancel_keyboard(ticket.journal_id, lang))
-    except TelegramAPIError as exc:  # no status message, but the picture still comes
-        log.warning("job %s: status message not sent: %s", ticket.journal_id, exc)
-        status = None
-    draws.follow(ticket, status)
-    return ACCEPTED
 
 
 # -- routing ------------------------------------------------------------------------------
