@@ -43,6 +43,22 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory):
+    """A PostgreSQL server of this pytest worker (started on first use)."""
+    from pg_server import PostgresForTests
+
+    server = PostgresForTests(tmp_path_factory.mktemp("pg"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def database_url(postgres) -> str:
+    """DATABASE_URL of a fresh, empty database on the tests' PostgreSQL server."""
+    return postgres.new_database()
+
+
+@pytest.fixture(scope="session")
 def tiny_marian(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random-weight MarianMT translation model (TRANSLATION_MODEL), built offline."""
     import torch
