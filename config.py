@@ -13,7 +13,7 @@ import re
 import typing
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import annotated_types
 from dotenv import load_dotenv
@@ -121,6 +121,12 @@ class Settings(BaseSettings):
     translation_model: str = DEFAULT_TRANSLATION_MODEL
     # TOML or JSON file of --style templates, added to the built-in ones (generation/styles.toml).
     styles_file: str = ""
+    # Several replicas sharing one PostgreSQL database (postgresql://user:pass@host/db);
+    # unset: SQLite files under DATA_DIR, one process. Never printed or logged.
+    database_url: SecretStr | None = Field(default=None, repr=False)
+    # With DATABASE_URL: seconds a replica's claim on a job lasts unless it renews it
+    # (it does while drawing); a replica that died loses its jobs to others after this.
+    job_lease_s: Annotated[int, Field(ge=2, le=3600)] = 30
     _styles: StyleBook = PrivateAttr(default_factory=StyleBook)
 
     @classmethod
@@ -159,8 +165,20 @@ class Settings(BaseSettings):
     @property
     def secret_values(self) -> tuple[str, ...]:
         """Every secret's plain value, for redacting them from logs."""
-        plain = (self.bot_token.get_secret_value(), *self.api_tokens, self.webhook_secret.get_secret_value())
+        plain = (
+            self.bot_token.get_secret_value(),
+            *self.api_tokens,
+            self.webhook_secret.get_secret_value(),
+            *self.database_secrets,
+        )
         return tuple(s for s in plain if s)
+
+    @property
+    def database_secrets(self) -> tuple[str, ...]:
+        """DATABASE_URL's password, as written and decoded (psycopg's errors may show either)."""
+        if self.database_url is None:
+            return ()
+        return _url_passwords(self.database_url.get_secret_value())
 
     # --- one value at a time ---
 
@@ -298,6 +316,23 @@ class Settings(BaseSettings):
             raise ConfigError(_WEBHOOK_SECRET_RULE)
         return value
 
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _database_url(cls, value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if value is None or not str(value).strip():
+            return None
+        url = str(value).strip()
+        scheme = url.partition("://")[0].lower() if "://" in url else ""
+        if scheme not in ("postgresql", "postgres"):
+            # The value is never repeated: it may hold a password.
+            raise ConfigError(
+                "DATABASE_URL must be a PostgreSQL URL, postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
+                " (leave it unset for SQLite under DATA_DIR)"
+            )
+        return url
+
     # --- values that depend on each other ---
 
     @model_validator(mode="after")
@@ -342,6 +377,18 @@ class Settings(BaseSettings):
                 f"WEBHOOK_URL's path {path} is a route of the HTTP API ({', '.join(HTTP_API_PATHS)}); "
                 "use another path, such as /telegram/webhook"
             )
+
+
+def _url_passwords(url: str) -> tuple[str, ...]:
+    """The password of a postgresql:// URL (userinfo or ?password=), raw and %-decoded."""
+    found: list[str] = []
+    userinfo = urlsplit(url).netloc.rpartition("@")
+    if userinfo[1]:
+        _, colon, password = userinfo[0].partition(":")
+        if colon and password:
+            found.append(password)
+    found += re.findall(r"[?&]password=([^&#]+)", url)
+    return tuple(dict.fromkeys(v for p in found for v in (p, unquote(p)) if v))
 
 
 _RULE = "16 to 256 characters, each a letter A-Z or a-z, a digit, _ or -"

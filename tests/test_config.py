@@ -317,3 +317,36 @@ def test_default_sampler_is_one_of_the_samplers() -> None:
     assert settings_from_env({"BOT_TOKEN": TOKEN}).default_sampler == "ddpm"
     assert settings_from_env({"BOT_TOKEN": TOKEN, "DEFAULT_SAMPLER": " DPMpp "}).default_sampler == "dpmpp"
     assert refused(DEFAULT_SAMPLER="unipc").startswith("DEFAULT_SAMPLER must be one of ddpm, ddim, dpmpp")
+
+
+# 14: DATABASE_URL (several replicas on PostgreSQL); unset means SQLite under DATA_DIR.
+DB_PASSWORD = "pg-Secret/with@odd%chars"
+DB_URL = "postgresql://kandinsky:pg-Secret%2Fwith%40odd%25chars@db.internal:5432/kandinsky"
+
+
+def test_database_url_is_unset_by_default_and_a_secret() -> None:
+    assert settings_from_env({"BOT_TOKEN": TOKEN}).database_url is None
+    assert settings_from_env({"BOT_TOKEN": TOKEN, "DATABASE_URL": "  "}).database_url is None
+    settings = settings_from_env({"BOT_TOKEN": TOKEN, "DATABASE_URL": DB_URL, "JOB_LEASE_S": "5"})
+    assert isinstance(settings.database_url, SecretStr)
+    assert settings.database_url.get_secret_value() == DB_URL and settings.job_lease_s == 5
+    assert "pg-Secret" not in repr(settings) and "pg-Secret" not in str(settings)
+    # Both forms of the password are redacted from logs: as written in the URL and decoded.
+    assert {"pg-Secret%2Fwith%40odd%25chars", DB_PASSWORD} <= set(settings.secret_values)
+    assert settings_from_env({"BOT_TOKEN": TOKEN}).job_lease_s == 30
+
+
+def test_a_password_given_as_a_parameter_is_a_secret_too() -> None:
+    url = "postgres://db/kandinsky?user=bot&password=param-secret-1&sslmode=require"
+    assert "param-secret-1" in settings_from_env({"BOT_TOKEN": TOKEN, "DATABASE_URL": url}).secret_values
+
+
+@pytest.mark.parametrize("url", ["mysql://u:hunter2-pw@db/x", "db.internal:5432", "sqlite:///hunter2-pw.db"])
+def test_database_url_must_be_postgresql_and_is_never_repeated(url: str) -> None:
+    message = refused(DATABASE_URL=url)
+    assert message.startswith("DATABASE_URL must be a PostgreSQL URL, postgresql://USER:PASSWORD@HOST")
+    assert "hunter2" not in message and "db.internal" not in message
+
+
+def test_job_lease_bounds() -> None:
+    assert refused(JOB_LEASE_S="1") == "JOB_LEASE_S must be between 2 and 3600, got '1'"
