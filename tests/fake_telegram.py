@@ -25,6 +25,11 @@ ANONYMOUS_ADMIN = {"id": 1087968824, "is_bot": True, "first_name": "Group", "use
 MAX_TEXT = 4096  # a message's text, counted after its HTML is parsed
 MAX_CAPTION = 1024  # a photo's or document's caption, likewise
 MAX_DOWNLOAD = 20 * 1024 * 1024  # getFile refuses bigger files to bots
+CONFLICT = {
+    "ok": False,
+    "error_code": 409,
+    "description": "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running",
+}
 _ADMIN_RIGHTS = (
     "can_be_edited",
     "can_manage_chat",
@@ -81,6 +86,11 @@ class FakeTelegram:
         self.accept_then_drop: dict[str, int] = {}
         # Called with each getUpdates' offset as it arrives (before it is answered).
         self.on_get_updates: Callable[[int], None] | None = None
+        # As Telegram: a getUpdates arriving while another waits ends the waiting one with
+        # 409 Conflict. Counted when that one's client was still connected (two bots polling
+        # at once); a poller that died without hanging up its request is no conflict.
+        self.conflicts = 0
+        self._waiting_poll: tuple[web.Request, asyncio.Event] | None = None
         self._released = asyncio.Event()
         self._updates: list[dict[str, Any]] = []
         self._next_update = 1
@@ -133,7 +143,9 @@ class FakeTelegram:
         if method == "getUpdates":
             if self.on_get_updates:
                 self.on_get_updates(int(data.get("offset") or 0))
-            result: Any = await self._get_updates(data)
+            result: Any = await self._get_updates(data, request)
+            if result is None:
+                return web.json_response(CONFLICT, status=409)
         else:
             if self.delays.get(method):
                 await asyncio.sleep(self.delays[method].pop(0))
@@ -176,19 +188,36 @@ class FakeTelegram:
         full = {"file_id": file_id, "file_unique_id": f"u{file_id}", "width": width, "height": height}
         return [thumb, full | {"file_size": len(data)}]
 
-    async def _get_updates(self, data: dict[str, Any]) -> list[dict[str, Any]]:
+    async def _get_updates(self, data: dict[str, Any], request: web.Request) -> list[dict[str, Any]] | None:
+        """The updates from ``offset`` on; None when another getUpdates ended this one."""
         offset = int(data.get("offset") or 0)
         timeout = min(float(data.get("timeout") or 0), 1.0)  # short polls keep tests snappy
+        terminated = asyncio.Event()
 
         def pending() -> list[dict[str, Any]]:
             return [u for u in self._updates if u["update_id"] >= offset]
 
         async with self._changed:
-            if not pending() and timeout:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait_for(lambda: bool(pending())), timeout)
-            self._updates = pending()  # what is below offset was confirmed
-            return list(self._updates)
+            if self._waiting_poll is not None:
+                other, other_terminated = self._waiting_poll
+                if request.transport is not None and other.transport is not None and not other.transport.is_closing():
+                    self.conflicts += 1
+                other_terminated.set()
+                self._changed.notify_all()
+            self._waiting_poll = (request, terminated)
+            try:
+                if not pending() and timeout:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(
+                            self._changed.wait_for(lambda: bool(pending()) or terminated.is_set()), timeout
+                        )
+                if terminated.is_set():
+                    return None
+                self._updates = pending()  # what is below offset was confirmed
+                return list(self._updates)
+            finally:
+                if self._waiting_poll is not None and self._waiting_poll[1] is terminated:
+                    self._waiting_poll = None
 
     def _message(self, chat_id: int, **content: Any) -> dict[str, Any]:
         self._next_message += 1

@@ -1,8 +1,13 @@
-"""/status: what the old service's GET /health said, plus the queue."""
+"""/status: what the old service's GET /health said, plus the queue; with several
+replicas (DATABASE_URL), the shared queue and the replicas seen in the last minute."""
 
 from __future__ import annotations
 
 import html
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from aiogram import Router
 from aiogram.filters import Command
@@ -13,6 +18,57 @@ from bot.texts import text
 from config import Settings
 from generation import GenerationEngine, ModelState
 from generation.translation import TranslationState, Translator
+
+log = logging.getLogger(__name__)
+
+
+class ReplicaView(Protocol):
+    """One replica as /status shows it (bot/replicas.py's Replica, from its heartbeat)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def devices(self) -> Sequence[str]: ...
+    @property
+    def info(self) -> Mapping[str, Any]: ...  # "poller": True on the one polling Telegram
+
+
+@dataclass(frozen=True)
+class SharedView:
+    """What /status asks the shared database (workflow data ``shared``; absent with SQLite):
+    the replicas seen lately, the shared queue's depth, and which replica this is."""
+
+    replica_id: str
+    replicas: Callable[[], Awaitable[Sequence[ReplicaView]]]
+    depth: Callable[[], Awaitable[int]]
+
+
+async def shared_lines(shared: SharedView, lang: str) -> list[str]:
+    """The shared queue and one line per replica; a database that does not answer is
+    said, not raised (/status is what an operator sends when something is wrong)."""
+    try:
+        waiting = await shared.depth()
+        replicas = await shared.replicas()
+    except Exception as exc:
+        log.warning("/status: the shared database did not answer: %s", exc)
+        return [text(lang, "rep-unknown")]
+    lines = [text(lang, "rep-queue", waiting=waiting), text(lang, "rep-header", count=len(replicas))]
+    for replica in replicas:
+        marks = [text(lang, "rep-this")] if replica.id == shared.replica_id else []
+        if replica.info.get("poller"):
+            marks.append(text(lang, "rep-poller"))
+        lines.append(
+            text(
+                lang,
+                "rep-line",
+                host=html.escape(replica.host),
+                devices=html.escape(", ".join(replica.devices) or "?"),
+                marks=f" ({', '.join(marks)})" if marks else "",
+            )
+        )
+    return lines
 
 
 def status_text(engine: GenerationEngine, lang: str, *, details: bool, translator: Translator | None = None) -> str:
@@ -62,9 +118,13 @@ async def show_status(
     lang: str,
     event_from_user: User | None = None,
     translator: Translator | None = None,
+    shared: SharedView | None = None,
 ) -> None:
     details = is_admin(settings, event_from_user)
-    await message.answer(status_text(engine, lang, details=details, translator=translator))
+    answer = status_text(engine, lang, details=details, translator=translator)
+    if shared is not None:
+        answer = "\n".join((answer, *await shared_lines(shared, lang)))
+    await message.answer(answer)
 
 
 def create_router() -> Router:

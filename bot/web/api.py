@@ -23,7 +23,7 @@ from aiohttp import BodyPartReader, web
 from bot.draw_args import SEED_MAX, DrawArgsError, DrawLimits, _integer, params_from_json
 from bot.texts import plain, text
 from bot.web.clients import Network, api_user_id, client_address, client_key
-from bot.web.metrics import CONTENT_TYPE, Metrics
+from bot.web.metrics import CONTENT_TYPE, Metrics, SharedCollector
 from bot.web.picture_forms import Form, FormError, img2img_request, mix_request, read_form, variation_request
 from generation import (
     GenerationEngine,
@@ -278,6 +278,7 @@ async def reload(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    await request.app[METRICS].refresh()
     return web.Response(body=request.app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE})
 
 
@@ -385,11 +386,13 @@ def add_api(
     api_tokens: tuple[str, ...],
     trusted_proxies: tuple[Network, ...] = (),
     translator: Translator | None = None,
+    shared: SharedCollector | None = None,
 ) -> None:
     """``api_tokens``: empty for no auth; several identify clients one by one.
     ``trusted_proxies``: peers whose X-Forwarded-For names the client. ``translator``:
-    Russian prompts to English (None: every prompt drawn as sent)."""
-    app[ENGINE], app[LIMITS], app[METRICS] = engine, limits, Metrics(engine)
+    Russian prompts to English (None: every prompt drawn as sent). ``shared``: the shared
+    queue of several replicas, for /metrics."""
+    app[ENGINE], app[LIMITS], app[METRICS] = engine, limits, Metrics(engine, shared)
     app[TRANSLATOR] = translator if translator is not None else Translator(enabled=False)
     app[API_TOKENS], app[TRUSTED_PROXIES] = tuple(api_tokens), tuple(trusted_proxies)
     for method, path, handler in ROUTES:

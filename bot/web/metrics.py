@@ -1,9 +1,12 @@
 """Prometheus metrics (prometheus-client): outcomes, timings and batch sizes as they
-happen, queue depth and GPU memory read from the engine at scrape time."""
+happen, queue depth and GPU memory read from the engine at scrape time. Each replica
+reports its own work; with several (DATABASE_URL) also the shared queue's depth, read
+from the database at scrape time."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Awaitable, Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -12,6 +15,7 @@ from prometheus_client.registry import Collector
 from generation import GenerationEngine, Job
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+log = logging.getLogger(__name__)
 
 
 class EngineCollector(Collector):
@@ -29,8 +33,37 @@ class EngineCollector(Collector):
             )
 
 
+class SharedCollector(Collector):
+    """The shared queue (all replicas) and whether this replica polls Telegram. The depth
+    is read from the database by ``refresh`` (awaited before each scrape: collectors are
+    synchronous); a scrape while the database does not answer leaves the depth out."""
+
+    def __init__(self, depth: Callable[[], Awaitable[int]], poller: Callable[[], bool] | None = None) -> None:
+        self._depth = depth
+        self._poller = poller
+        self._value: int | None = None
+
+    async def refresh(self) -> None:
+        try:
+            self._value = await self._depth()
+        except Exception as exc:
+            log.warning("/metrics: the shared queue's depth not read: %s", exc)
+            self._value = None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        if self._value is not None:
+            yield GaugeMetricFamily(
+                "kandinsky_shared_queue_depth", "Requests waiting in the shared queue (all replicas)", value=self._value
+            )
+        if self._poller is not None:
+            yield GaugeMetricFamily(
+                "kandinsky_poller", "1 while this replica is the one polling Telegram", value=int(self._poller())
+            )
+
+
 class Metrics:
-    def __init__(self, engine: GenerationEngine) -> None:
+    def __init__(self, engine: GenerationEngine, shared: SharedCollector | None = None) -> None:
+        self.shared = shared
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "kandinsky_requests", "Picture requests by how they ended", ["outcome"], registry=self.registry
@@ -52,6 +85,8 @@ class Metrics:
             registry=self.registry,
         )  # fmt: skip
         self.registry.register(EngineCollector(engine))
+        if shared is not None:
+            self.registry.register(shared)
         engine.add_observer(self.observe)
 
     def observe(self, outcome: str, job: Job | None) -> None:
@@ -62,6 +97,11 @@ class Metrics:
         self.batch_size.observe(job.batch_size)
         if outcome == "done" and job.future.done() and not job.future.exception():
             self.generation_seconds.observe(job.future.result().seconds)
+
+    async def refresh(self) -> None:
+        """Read what lives elsewhere (the shared queue) before a scrape."""
+        if self.shared is not None:
+            await self.shared.refresh()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
