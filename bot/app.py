@@ -17,15 +17,16 @@ from aiohttp import web
 
 from bot.draw_service import DrawService
 from bot.handlers import create_routers
-from bot.inbox import Inbox, InboxMiddleware, feed_leftovers
-from bot.journal import Journal
+from bot.inbox import InboxMiddleware, feed_leftovers
 from bot.middlewares.access import AccessMiddleware
 from bot.middlewares.language import LanguageMiddleware
 from bot.middlewares.rate_limit import RateLimitMiddleware
+from bot.storage import open_stores
 from bot.telegram_check import wait_for_telegram
 from bot.telegram_retry import RetryMiddleware
 from bot.user_settings import UserSettings
 from bot.web.api import add_api
+from bot.web.metrics import SharedCollector
 from config import Settings
 from generation import GenerationEngine
 from generation.composition import create_engine, create_translator, request_limits
@@ -109,13 +110,18 @@ async def set_commands(bot: Bot) -> None:
 
 
 async def start_http_server(
-    settings: Settings, engine: GenerationEngine, dispatcher: Dispatcher, bot: Bot, translator: Translator | None = None
+    settings: Settings,
+    engine: GenerationEngine,
+    dispatcher: Dispatcher,
+    bot: Bot,
+    translator: Translator | None = None,
+    shared: SharedCollector | None = None,
 ) -> web.AppRunner | None:
     """The HTTP API, /metrics and (in webhook mode) the webhook, on HTTP_HOST:HTTP_PORT."""
     if settings.http_port is None:
         return None
     app = web.Application()
-    add_api(app, engine, request_limits(settings), settings.api_tokens, settings.trusted_proxies, translator)
+    add_api(app, engine, request_limits(settings), settings.api_tokens, settings.trusted_proxies, translator, shared)
     if settings.webhook_url:
         # Telegram sends WEBHOOK_SECRET back in a header; aiogram refuses updates without it.
         # Not in background: Telegram gets its 200 once the update is in the inbox (the
@@ -138,6 +144,10 @@ async def run_bot(settings: Settings, *, handle_signals: bool = True, stop: asyn
     until stopped: by SIGINT/SIGTERM, or by ``stop`` being set (cancelling this coroutine
     instead would leave aiogram's polling tasks running).
 
+    With DATABASE_URL this is one replica of several sharing one PostgreSQL database: it
+    draws from the shared queue, beats a heartbeat, polls only while elected poller (any
+    replica takes webhook updates), and takes over what replicas that died left unhandled.
+
     On stop: no new work; the running batch is finished and delivered within
     SHUTDOWN_GRACE_S; waiting requests stay in the journal for the next start."""
     stop = stop or asyncio.Event()
@@ -147,46 +157,63 @@ async def run_bot(settings: Settings, *, handle_signals: bool = True, stop: asyn
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-    journal = Journal.in_dir(settings.data_dir)
-    inbox = Inbox.in_dir(settings.data_dir)
-    received = InboxMiddleware(inbox)
-    user_settings = UserSettings.in_dir(settings.data_dir)
+    stores = await open_stores(settings)  # before the models: a wrong database stops the start at once
+    received = InboxMiddleware(stores.inbox)
     engine = create_engine(settings)
     translator = create_translator(settings)
     translator.start()  # loads on its own thread, beside the engine's models
     bot = create_bot(settings)
-    draws = DrawService(bot, engine, journal, settings.progress_interval_s, translator)
-    dispatcher = create_dispatcher(settings, engine, draws, received, user_settings)
+    replica = None
+    if stores.shared:
+        from bot.replica import Replica  # PostgreSQL's modules only where they are used
+
+        replica = Replica(stores, settings, engine)
+        draws = await replica.start_draws(bot, translator)
+    else:
+        draws = DrawService(bot, engine, stores.journal, settings.progress_interval_s, translator)
+    dispatcher = create_dispatcher(settings, engine, draws, received, stores.user_settings)
     await engine.start()
     # The journal is read before the webhook or polling can bring an update; its requests are
     # queued (and drawn) in the background, while Telegram is still being reached.
     draws.start_recovery()
-    http = await start_http_server(settings, engine, dispatcher, bot, translator)
+    shared = None
+    if replica is not None:
+        await replica.start_heartbeat()
+        dispatcher["shared"] = replica.status_view()  # /status: the shared queue and the replicas
+        shared = replica.metrics()
+    http = await start_http_server(settings, engine, dispatcher, bot, translator, shared)
     menu: asyncio.Task | None = None
     try:
         if not await wait_for_telegram(bot, settings.telegram_api_url, stop):
             return
         menu = asyncio.create_task(set_commands(bot))  # Telegram may be slow: nobody waits for it
-        # After the journal's recovery read its jobs (start_recovery): a /draw fed again is queued once.
-        await feed_leftovers(inbox, dispatcher, bot)
+        if replica is not None:
+            replica.keep_feeding_leftovers(dispatcher, bot)  # of replicas that died, now and later
+        else:
+            # After the journal's recovery read its jobs (start_recovery): a /draw fed again is queued once.
+            await feed_leftovers(stores.inbox, dispatcher, bot)
         if settings.webhook_url:
             await take_webhook_updates(settings, bot, dispatcher, stop)
+        elif replica is not None:
+            await replica.poll_while_elected(lambda until: take_polled_updates(bot, dispatcher, until), stop)
         else:
             await take_polled_updates(bot, dispatcher, stop)
     finally:
         log.info("stopping: finishing the running batch (up to %.0f s)", settings.shutdown_grace_s)
         if menu is not None:
             menu.cancel()
+        if replica is not None:
+            await replica.stop_taking_updates()
         if http:
             await http.cleanup()
         await received.shutdown(min(settings.shutdown_grace_s, HANDLERS_GRACE_S))
         await draws.shutdown(settings.shutdown_grace_s)
+        if replica is not None:
+            await replica.close()  # hands back its unfinished jobs, removes its heartbeat
         await engine.close()
         translator.close()
         await bot.session.close()
-        inbox.close()
-        user_settings.close()
-        journal.close()
+        await stores.close()
         log.info("stopped")
 
 
