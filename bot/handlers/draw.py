@@ -72,7 +72,7 @@ async def draw(
     Options not typed come from the sender's saved defaults (/settings)."""
     user_id = sender_id(message)  # an anonymous admin is their group, not GroupAnonymousBot
     limits = request_limits(settings)
-    saved = user_settings.get(user_id)
+    saved = await user_settings.get(user_id)
     try:
         request = parse_draw_args(args, limits, usable_options(saved, limits, user_id), saved.as_document)
     except DrawArgsError as exc:
