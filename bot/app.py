@@ -22,6 +22,7 @@ from bot.middlewares.access import AccessMiddleware
 from bot.middlewares.language import LanguageMiddleware
 from bot.middlewares.rate_limit import RateLimitMiddleware
 from bot.storage import open_stores
+from bot.stores import SettingsStore, settings_store
 from bot.telegram_check import wait_for_telegram
 from bot.telegram_retry import RetryMiddleware
 from bot.user_settings import UserSettings
@@ -74,9 +75,10 @@ def create_dispatcher(
     engine: GenerationEngine,
     draws: DrawService,
     received: InboxMiddleware | None = None,
-    user_settings: UserSettings | None = None,
+    user_settings: UserSettings | SettingsStore | None = None,
 ) -> Dispatcher:
-    user_settings = user_settings or UserSettings.in_dir(settings.data_dir)
+    # Handlers see a SettingsStore (awaited): the SQLite class or PostgreSQL's (bot/pg_settings.py).
+    user_settings = settings_store(user_settings or UserSettings.in_dir(settings.data_dir))
     # settings, engine, draws, translator and user_settings reach handlers, filters and
     # middlewares as workflow data.
     dispatcher = Dispatcher(

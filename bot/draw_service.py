@@ -12,6 +12,7 @@ refuses for a while is tried again in the background while the picture is drawn.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import html
 import logging
@@ -19,7 +20,10 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
+import psycopg
 from aiogram import Bot
 from aiogram.exceptions import (
     TelegramAPIError,
@@ -28,13 +32,14 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
-from aiogram.types import InlineKeyboardMarkup, Message
+from aiogram.types import Chat, InlineKeyboardMarkup, Message
 from aiogram.utils.chat_action import ChatActionSender
 
 from bot.delivery import reply_to, send_picture, shorten
-from bot.journal import Entry, Journal, State, Unreadable
+from bot.journal import FINAL_STATES, Entry, Journal, State, Unreadable
 from bot.keyboards import cancel_keyboard
 from bot.progress import progress_text, track_progress
+from bot.stores import JobStore, LocalJobs, job_store
 from bot.telegram_retry import backoff_s
 from bot.texts import text
 from generation import (
@@ -49,6 +54,9 @@ from generation import (
 )
 from generation.translation import Translator
 
+if TYPE_CHECKING:
+    from bot.pg_jobs import Claimed, PgJobs
+
 log = logging.getLogger(__name__)
 
 # A notice with no picture behind it (e.g. "your old request can't be read") is tried
@@ -57,24 +65,33 @@ NOTICE_ATTEMPTS = 12
 # Restart notices sent at once: a restart with hundreds of waiting requests must not
 # run into Telegram's flood control all at once.
 NOTICES_AT_ONCE = 8
+# The errors of a store refusing a write: the SQLite journal's, PostgreSQL's.
+STORE_ERRORS = (sqlite3.Error, psycopg.Error)
 
 
 @dataclass
 class Ticket:
-    """An accepted request: its journal row and its engine job."""
+    """An accepted request: its journal row and its engine job (None for a request only
+    written to the shared queue, which some replica claims and draws)."""
 
     journal_id: int
-    job: Job
+    job: Job | None
     chat_id: int
     message_id: int  # what its answers reply to: the /draw, or the picture whose button was pressed
     lang: str
     as_document: bool
     status: Message | None = None  # the message showing its progress, once there is one
     settled: bool = False  # its journal row is final (sent, failed or cancelled)
+    request_params: GenerationParams | None = None  # what was asked, while there is no job
+    claimed_at: float = 0.0  # time.monotonic() of the claim, for a job from the shared queue
+    lost: bool = False  # its lease ran out: another replica has its row now
 
     @property
     def params(self) -> GenerationParams:
-        return self.job.params
+        if self.job is not None:
+            return self.job.params
+        assert self.request_params is not None
+        return self.request_params
 
 
 class CancelOutcome(enum.Enum):
@@ -89,15 +106,25 @@ class DrawService:
         self,
         bot: Bot,
         engine: GenerationEngine,
-        journal: Journal,
+        journal: Journal | JobStore,
         progress_interval_s: float,
         translator: Translator | None = None,
+        *,
+        replica_id: str | None = None,
+        lease_s: float = 30.0,
     ) -> None:
+        """``journal``: the SQLite journal (or any JobStore) of a single process; with
+        ``replica_id``, a bot.pg_jobs.PgJobs shared by replicas: ``submit`` then only
+        writes the row, and bot/shared_queue.py's claim loop hands this service the rows
+        this replica draws (``serve_claimed``); ``lease_s`` is their lease."""
         self._bot = bot
         self._engine = engine
         # Russian prompts to English before drawing; None: drawn as typed.
         self.translator = translator
-        self._journal = journal
+        self._journal = job_store(journal)
+        self.replica_id = replica_id
+        self.lease_s = lease_s
+        self.stopping = False  # shutdown began: the claim loop takes no more work
         self._interval = progress_interval_s
         self._tasks: dict[asyncio.Task, Ticket] = {}
         self._tickets: dict[int, Ticket] = {}  # by journal id, while being served
@@ -129,7 +156,7 @@ class DrawService:
         recovered after a restart is never translated again."""
         if self.translator is not None:
             params = await self.translator.translate_params(params, translate=translate)
-        journal_id = self._journal.add(
+        journal_id = await self._journal.add(
             chat_id=chat_id,
             message_id=message_id,
             user_id=user_id,
@@ -141,22 +168,45 @@ class DrawService:
         )
         if journal_id is None:
             return None
+        answer_to = message_id if reply_to is None else reply_to
+        if self.shared:  # whichever replica has room claims and draws it
+            return Ticket(journal_id, None, chat_id, answer_to, lang, as_document, request_params=params)
         try:
             job = await self._engine.submit(params, user_id=user_id, images=images)
         except GenerationError:
-            self._journal.remove(journal_id)
+            await self._journal.remove(journal_id)
             raise
-        return Ticket(journal_id, job, chat_id, message_id if reply_to is None else reply_to, lang, as_document)
+        return Ticket(journal_id, job, chat_id, answer_to, lang, as_document)
 
-    def request(self, journal_id: int) -> Entry | Unreadable | None:
+    @property
+    def shared(self) -> bool:
+        """Whether requests go through the queue shared by replicas (PostgreSQL)."""
+        return self.replica_id is not None
+
+    @property
+    def _shared_jobs(self) -> PgJobs:
+        assert self.shared
+        return self._journal  # type: ignore[return-value]
+
+    async def request(self, journal_id: int) -> Entry | Unreadable | None:
         """A request as the journal keeps it, whatever its state (for a picture's buttons)."""
-        return self._journal.get(journal_id)
+        return await self._journal.get(journal_id)
+
+    async def status_text(self, ticket: Ticket) -> str:
+        """What a just accepted request's status message says: its place in line."""
+        if ticket.job is not None:
+            return progress_text(ticket.job, self._engine, ticket.lang)
+        place, total = await self._shared_jobs.waiting(ticket.journal_id) or (1, 1)
+        return text(ticket.lang, "queued", position=place, total=total)
 
     def follow(self, ticket: Ticket, status: Message | None, notice: str | None = None) -> None:
         """Serve the ticket in the background: progress, then the picture or the error.
         Without a ``status`` message, ``notice`` (if given) is sent as one, and tried again
         until it gets through or the job is over."""
         ticket.status = status
+        if ticket.job is None:  # in the shared queue: its place shown until a replica claims it
+            self._chore(self._follow_shared(ticket), f"place of job {ticket.journal_id}")
+            return
         task = asyncio.create_task(self._serve(ticket, notice), name=f"job {ticket.journal_id}")
         self._tasks[task] = ticket
         self._tickets[ticket.journal_id] = ticket
@@ -167,16 +217,54 @@ class DrawService:
         if ticket is not None:
             self._tickets.pop(ticket.journal_id, None)
 
-    def owner_of(self, journal_id: int) -> int | None:
+    async def _follow_shared(self, ticket: Ticket) -> None:
+        """Keep a request's place in the shared line on its status message until a replica
+        claims it (that replica then edits the message with its progress)."""
+        jobs = self._shared_jobs
+        if ticket.status is None:
+            return  # the replica that draws it finds no message to edit, and answers anyway
+        state = await jobs.set_status_message(ticket.journal_id, ticket.status.message_id)
+        shown = ticket.status.text or ""
+        while state not in FINAL_STATES:
+            await asyncio.sleep(self._interval)
+            state, claimed = await jobs.progress_of(ticket.journal_id)
+            place = None if claimed or state in FINAL_STATES else await jobs.waiting(ticket.journal_id)
+            if place is None:
+                break
+            line = text(ticket.lang, "queued", position=place[0], total=place[1])
+            if line != shown:
+                with contextlib.suppress(TelegramAPIError):
+                    await ticket.status.edit_text(line, reply_markup=cancel_keyboard(ticket.journal_id, ticket.lang))
+                    shown = line
+        if state in FINAL_STATES and state is not State.CANCELLED:
+            # Ended before the replica that drew it knew of this message: it answered anew.
+            with contextlib.suppress(TelegramAPIError):
+                await ticket.status.delete()
+
+    async def owner_of(self, journal_id: int) -> int | None:
         """Who asked for a request that is still waiting or drawing (a chat's id for an
         anonymous admin); None once it has ended."""
         ticket = self._tickets.get(journal_id)
-        return None if ticket is None or ticket.job.future.done() else ticket.job.user_id
+        if ticket is not None and ticket.job is not None and not ticket.job.future.done():
+            return ticket.job.user_id
+        if not self.shared:
+            return None
+        entry = await self._journal.get(journal_id)
+        return entry.user_id if isinstance(entry, Entry) and entry.state not in FINAL_STATES else None
+
+    async def cancel_request(self, journal_id: int, user_id: int) -> CancelOutcome:
+        """Cancel a waiting request for the user who asked for it; with the shared queue,
+        whichever replica accepted it, while no replica has claimed it yet (or this one
+        did and has not started it)."""
+        ticket = self._tickets.get(journal_id)
+        if not self.shared or (ticket is not None and ticket.job is not None and not ticket.job.future.done()):
+            return self.cancel(journal_id, user_id)
+        return CancelOutcome(await self._shared_jobs.cancel(journal_id, user_id))
 
     def cancel(self, journal_id: int, user_id: int) -> CancelOutcome:
         """Cancel a waiting request for the user who asked for it."""
         ticket = self._tickets.get(journal_id)
-        if ticket is None or ticket.job.future.done():
+        if ticket is None or ticket.job is None or ticket.job.future.done():
             return CancelOutcome.GONE
         if ticket.job.user_id != user_id:
             return CancelOutcome.NOT_YOURS
@@ -190,35 +278,43 @@ class DrawService:
         """Queue again, in the background, what the journal holds unfinished: updates are
         taken meanwhile, and a graceful stop ends it like any delivery. The journal is read
         now, before any update is taken: a /draw that arrives (or is fed again from the
-        inbox) after this is a new row or a duplicate, never queued twice."""
-        self._chore(self.recover(self._journal.unfinished()), "recovery")
+        inbox) after this is a new row or a duplicate, never queued twice.
+
+        Nothing to do with the shared queue: rows of a replica that died are claimed again
+        once their leases run out."""
+        if self.shared:
+            return
+        if isinstance(self._journal, LocalJobs):
+            self._chore(self.recover(self._journal.journal.unfinished()), "recovery")
+        else:
+            self._chore(self.recover(), "recovery")
 
     async def recover(self, items: list[Entry | Unreadable] | None = None) -> int:
         """Queue again what the journal holds unfinished (``items``, else read now) and tell
         each user (best effort). A row this version can't read is marked failed and its user
         told; it never stops the others."""
-        items = self._journal.unfinished() if items is None else items
+        items = await self._journal.unfinished() if items is None else items
         for item in items:
             try:
                 if isinstance(item, Unreadable):
-                    self._settle_unreadable(item)
+                    await self._settle_unreadable(item)
                 else:
                     await self._requeue(item)
             except Exception:  # one row must never stop the rest
                 log.exception("job %s: recovery failed", item.id)
-                self._mark_safely(item.id, State.FAILED, "recovery failed")
+                await self._mark_safely(item.id, State.FAILED, "recovery failed")
         if items:
             log.info("recovered %d unfinished jobs from the journal", len(items))
         return len(items)
 
     async def _requeue(self, entry: Entry) -> None:
-        self._journal.mark(entry.id, State.QUEUED)  # was it running: it starts over
+        await self._journal.mark(entry.id, State.QUEUED)  # was it running: it starts over
         try:
             job = await self._engine.submit(
                 entry.params, user_id=entry.user_id, images=entry.images, enforce_limits=False
             )
         except GenerationError as exc:  # the models failed to load: say so rather than wait forever
-            self._mark_safely(entry.id, State.FAILED, f"{type(exc).__name__}: {exc}")
+            await self._mark_safely(entry.id, State.FAILED, f"{type(exc).__name__}: {exc}")
             self._tell(entry.chat_id, entry.reply_id, failure_text(exc, entry.lang))
             return
         ticket = Ticket(entry.id, job, entry.chat_id, entry.reply_id, entry.lang, entry.as_document)
@@ -227,9 +323,55 @@ class DrawService:
         notice = text(entry.lang, "recovered", prompt=html.escape(shorten(named, 100)))
         self.follow(ticket, None, notice)
 
-    def _settle_unreadable(self, row: Unreadable) -> None:
+    # -- the shared queue (bot/shared_queue.py) ------------------------------------------
+
+    async def serve_claimed(self, claimed: Claimed) -> None:
+        """Draw and deliver a row this replica claimed from the shared queue; the message
+        showing its place (if the accepting replica sent one) now shows its progress."""
+        item = claimed.item
+        if isinstance(item, Unreadable):
+            await self._settle_unreadable(item)
+            return
+        try:
+            job = await self._engine.submit(item.params, user_id=item.user_id, images=item.images, enforce_limits=False)
+        except GenerationError as exc:
+            if await self._mark_safely(item.id, State.FAILED, f"{type(exc).__name__}: {exc}"):
+                self._tell(item.chat_id, item.reply_id, failure_text(exc, item.lang))
+            return
+        ticket = Ticket(item.id, job, item.chat_id, item.reply_id, item.lang, item.as_document)
+        ticket.claimed_at = time.monotonic()
+        if claimed.attempts > 1:
+            log.info("job %s: drawn again (claim %d): its last replica stopped or lost it", item.id, claimed.attempts)
+        self.follow(ticket, self._status_message(item.chat_id, claimed.status_message_id))
+
+    def _status_message(self, chat_id: int, message_id: int | None) -> Message | None:
+        """The status message another replica sent, to edit and delete from here."""
+        if message_id is None:
+            return None
+        message = Message(message_id=message_id, date=datetime.now(UTC), chat=Chat(id=chat_id, type="private"))
+        return message.as_(self._bot)
+
+    def leases_renewed(self, held: dict[int, int | None], asked_at: float) -> None:
+        """The rows still this replica's after a lease renewal (asked at ``asked_at``,
+        time.monotonic()), each with its status message's id. A request whose row is
+        gone (its lease ran out and another replica took it) is dropped here if it still
+        waits; one drawing is not delivered from here (``_deliver`` checks)."""
+        for journal_id, ticket in list(self._tickets.items()):
+            if ticket.job is None or ticket.claimed_at > asked_at or ticket.settled:
+                continue
+            if journal_id not in held:
+                if not ticket.lost:
+                    log.warning("job %s: no longer this replica's (its lease ran out)", journal_id)
+                ticket.lost = True
+                if ticket.job.state is JobState.QUEUED:
+                    self._engine.cancel(ticket.job)
+            elif ticket.status is None and held[journal_id] is not None:
+                ticket.status = self._status_message(ticket.chat_id, held[journal_id])
+
+    async def _settle_unreadable(self, row: Unreadable) -> None:
         log.error("job %s: journal row unreadable, marked failed: %s", row.id, row.reason)
-        self._mark_safely(row.id, State.FAILED, f"unreadable: {row.reason}"[:1000])
+        if not await self._mark_safely(row.id, State.FAILED, f"unreadable: {row.reason}"[:1000]):
+            return  # another replica's now (its lease ran out): it tells
         if row.chat_id is not None and row.message_id is not None:
             self._tell(row.chat_id, row.message_id, text(row.lang, row.message))
 
@@ -286,7 +428,9 @@ class DrawService:
 
     async def shutdown(self, grace_s: float) -> None:
         """Stop taking work; let the running batch finish and be delivered within
-        ``grace_s``; leave everything else in the journal for the next start."""
+        ``grace_s``; leave everything else in the journal for the next start (or, shared,
+        for bot/shared_queue.py's close to hand back)."""
+        self.stopping = True
         deadline = time.monotonic() + grace_s
         await self._engine.pause()
         while self._engine.status().running and time.monotonic() < deadline:
@@ -309,7 +453,7 @@ class DrawService:
         except Exception as exc:
             log.exception("job %s: serving it failed", ticket.journal_id)
             if not ticket.settled:
-                self._settle(ticket, State.FAILED, f"{type(exc).__name__}: {exc}"[:1000])
+                await self._settle(ticket, State.FAILED, f"{type(exc).__name__}: {exc}"[:1000])
 
     async def _deliver(self, ticket: Ticket, notice: str | None) -> None:
         tracker = _helper_task(self._show_progress(ticket, notice), ticket)
@@ -317,17 +461,22 @@ class DrawService:
         try:
             result = await self._drawn(ticket)
         except JobCancelled:
-            self._settle(ticket, State.CANCELLED)
+            await self._settle(ticket, State.CANCELLED)
             _log_job(ticket, "cancelled")
             return
         except GenerationError as exc:
-            self._settle(ticket, State.FAILED, f"{type(exc).__name__}: {exc}")
+            if not await self._settle(ticket, State.FAILED, f"{type(exc).__name__}: {exc}"):
+                return  # another replica's now: it answers
             _log_job(ticket, type(exc).__name__)
             await self._finish_status(ticket, failure_text(exc, ticket.lang))
             return
         finally:
             tracker.cancel()
             started.cancel()
+        if self.shared and (ticket.lost or not await self._still_ours(ticket)):
+            log.warning("job %s: drawn, but another replica has it now: not delivered from here", ticket.journal_id)
+            ticket.settled = True
+            return
         try:
             await send_picture(
                 self._bot,
@@ -341,11 +490,11 @@ class DrawService:
             )
         except TelegramAPIError as exc:  # final: blocked, chat gone, or Telegram down for minutes
             log.error("job %s: picture not delivered: %s", ticket.journal_id, exc)
-            self._settle(ticket, State.FAILED, f"send: {exc}")
+            await self._settle(ticket, State.FAILED, f"send: {exc}")
             _log_job(ticket, "undeliverable", result.seconds)
             await self._finish_status(ticket, text(ticket.lang, "failed"))
             return
-        self._settle(ticket, State.SENT)
+        await self._settle(ticket, State.SENT)
         _log_job(ticket, "sent", result.seconds)
         if ticket.status is not None:
             try:
@@ -369,37 +518,66 @@ class DrawService:
 
     async def _show_progress(self, ticket: Ticket, notice: str | None) -> None:
         """Keep the status message up to date; first send ``notice`` as one if given."""
-        if ticket.status is None and notice is not None:
+        if ticket.status is None and notice is not None and ticket.job is not None:
             job = ticket.job
             line = notice + "\n" + progress_text(job, self._engine, ticket.lang)
             keyboard = cancel_keyboard(ticket.journal_id, ticket.lang)
             ticket.status = await self._send_notice(ticket.chat_id, ticket.message_id, line, keyboard, job.future)
+        job = ticket.job
+        assert job is not None
+        # Shared: the accepting replica may send the status message after the claim; the
+        # lease renewals bring its id (leases_renewed).
+        while self.shared and ticket.status is None and not job.future.done():
+            await asyncio.wait({job.future}, timeout=self._interval)
         if ticket.status is not None:
-            job, lang = ticket.job, ticket.lang
-            await track_progress(ticket.status, job, self._engine, lang, self._interval, ticket.journal_id)
+            await track_progress(ticket.status, job, self._engine, ticket.lang, self._interval, ticket.journal_id)
 
     async def _mark_running(self, ticket: Ticket) -> None:
+        assert ticket.job is not None
         await ticket.job.started.wait()
-        self._mark_safely(ticket.journal_id, State.RUNNING)
+        await self._mark_safely(ticket.journal_id, State.RUNNING)
 
-    def _settle(self, ticket: Ticket, state: State, error: str | None = None) -> None:
-        """Record how the request ended. If the journal refuses that (an SQLite error),
-        log it and at least mark the row failed, so it is not served again."""
+    async def _still_ours(self, ticket: Ticket) -> bool:
+        """Shared: the row is still this replica's (its lease extended for the delivery)."""
         try:
-            self._journal.mark(ticket.journal_id, state, error)
-        except sqlite3.Error as exc:
+            return await self._shared_jobs.keep(ticket.journal_id, self.replica_id or "", self.lease_s)
+        except psycopg.Error:
+            log.exception("job %s: can't tell whether it is still ours; delivering it", ticket.journal_id)
+            return True
+
+    async def _settle(self, ticket: Ticket, state: State, error: str | None = None) -> bool:
+        """Record how the request ended; False when the row is another replica's now
+        (shared queue: its lease ran out). If the journal refuses that (an SQLite or
+        PostgreSQL error), log it and at least mark the row failed, so it is not served
+        again."""
+        try:
+            recorded = await self._record(ticket.journal_id, state, error)
+        except STORE_ERRORS as exc:
             log.exception("job %s: cannot record %s in the journal", ticket.journal_id, state)
-            if state is State.FAILED or not self._mark_safely(
+            if state is State.FAILED or not await self._mark_safely(
                 ticket.journal_id, State.FAILED, f"journal refused {state}: {exc}"
             ):
-                return
+                return True
+            recorded = True
+        if not recorded:
+            log.warning("job %s: ended %s here, but another replica has it now", ticket.journal_id, state)
         ticket.settled = True
+        return recorded
 
-    def _mark_safely(self, journal_id: int, state: State, error: str | None = None) -> bool:
-        try:
-            self._journal.mark(journal_id, state, error)
+    async def _record(self, journal_id: int, state: State, error: str | None = None) -> bool:
+        """Write a row's state: fenced to this replica's rows with the shared queue."""
+        if not self.shared:
+            await self._journal.mark(journal_id, state, error)
             return True
-        except sqlite3.Error:
+        jobs, replica = self._shared_jobs, self.replica_id or ""
+        if state is State.RUNNING:
+            return await jobs.start(journal_id, replica)
+        return await jobs.settle(journal_id, replica, state, error)
+
+    async def _mark_safely(self, journal_id: int, state: State, error: str | None = None) -> bool:
+        try:
+            return await self._record(journal_id, state, error)
+        except STORE_ERRORS:
             log.exception("job %s: cannot record %s in the journal", journal_id, state)
             return False
 

@@ -3,8 +3,9 @@
 Telegram drops a polled batch once the next getUpdates confirms it (and a webhook update
 once it is answered 200), while its handlers may not have run yet. So an outer update
 middleware first writes the raw update to SQLite (a short local insert, on the event
-loop), and only then lets the dispatcher move on; the handlers run in a task, and the
-row is marked done when they finish. Rows not done at the next start (the process was
+loop; with DATABASE_URL, the PostgreSQL database the replicas share: bot/pg_inbox.py),
+and only then lets the dispatcher move on; the handlers run in a task, and the row is
+marked done when they finish. Rows not done at the next start (the process was
 killed) are fed again. A done row stays two days (Telegram keeps an update one), so an
 update Telegram sends again (a batch it did not see confirmed, a late webhook answer)
 is not handled twice. Where a handler was killed midway, it runs again: harmless where
@@ -24,13 +25,17 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import psycopg
 from aiogram import BaseMiddleware, Bot, Dispatcher
 from aiogram.dispatcher.middlewares.error import ErrorsMiddleware
 from aiogram.types import TelegramObject, Update
 
 from bot.journal import open_database
+
+if TYPE_CHECKING:
+    from bot.stores import UpdateStore
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +59,8 @@ REPLAYED = "inbox_replayed"
 # How long a handled update is remembered. Telegram keeps an update 24 h, and picks the
 # next update_id at random only after a week without updates.
 KEEP_DONE_S = 2 * 24 * 3600
+# A store that fails (a full disk, the database away): the update is handled unrecorded.
+STORE_ERRORS = (sqlite3.Error, psycopg.Error)
 
 
 class Inbox:
@@ -101,8 +108,10 @@ class InboxMiddleware(BaseMiddleware):
     """Outer ``update`` middleware: record the update, then handle it in a task. Register
     it before any other outer update middleware of ours, so that they run in the task."""
 
-    def __init__(self, inbox: Inbox) -> None:
-        self._inbox = inbox
+    def __init__(self, inbox: Inbox | UpdateStore) -> None:
+        from bot.stores import update_store  # bot.stores imports this module
+
+        self._inbox = update_store(inbox)
         self._tasks: set[asyncio.Task] = set()
 
     async def __call__(
@@ -114,8 +123,8 @@ class InboxMiddleware(BaseMiddleware):
         assert isinstance(event, Update)
         if not data.get(REPLAYED):
             try:
-                fresh = self._inbox.add(data["bot"].id, event)
-            except sqlite3.Error:  # a full disk must not stop the bot: handle it unrecorded
+                fresh = await self._inbox.add(data["bot"].id, event)
+            except STORE_ERRORS:  # a full disk must not stop the bot: handle it unrecorded
                 log.exception("update %s not recorded in the inbox", event.update_id)
                 return await handler(event, data)
             if not fresh:
@@ -140,8 +149,8 @@ class InboxMiddleware(BaseMiddleware):
             log.exception("update %s failed", update.update_id)
         # Handled, or failed for good: not again. Cancelled (a stop): fed again next start.
         try:
-            self._inbox.done(data["bot"].id, update.update_id)
-        except sqlite3.Error:
+            await self._inbox.done(data["bot"].id, update.update_id)
+        except STORE_ERRORS:
             log.exception("update %s not marked done in the inbox", update.update_id)
 
     async def shutdown(self, grace_s: float) -> None:
@@ -153,14 +162,18 @@ class InboxMiddleware(BaseMiddleware):
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-async def feed_leftovers(inbox: Inbox, dispatcher: Dispatcher, bot: Bot) -> int:
-    """Feed again what a killed run left in the inbox. Call it after the journal's own
-    recovery has read its unfinished jobs, and before taking new updates."""
+async def feed_leftovers(inbox: Inbox | UpdateStore, dispatcher: Dispatcher, bot: Bot) -> int:
+    """Feed again what a killed run left in the inbox (with PostgreSQL: what replicas that
+    are gone left, bot/pg_inbox.py). Call it after the journal's own recovery has read its
+    unfinished jobs, and before taking new updates."""
+    from bot.stores import update_store  # bot.stores imports this module
+
+    inbox = update_store(inbox)
     fed = 0
-    for update_id, version, body, attempts in inbox.take_leftovers(bot.id):
+    for update_id, version, body, attempts in await inbox.take_leftovers(bot.id):
         if attempts > MAX_REPLAYS:
             log.error("update %s given up: its handling stopped the bot %d times", update_id, attempts - 1)
-            inbox.done(bot.id, update_id)
+            await inbox.done(bot.id, update_id)
             continue
         try:
             if version != BODY_VERSION:
@@ -168,7 +181,7 @@ async def feed_leftovers(inbox: Inbox, dispatcher: Dispatcher, bot: Bot) -> int:
             update = Update.model_validate_json(body, context={"bot": bot})
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
             log.error("update %s in the inbox cannot be read, dropped: %s", update_id, exc)
-            inbox.done(bot.id, update_id)
+            await inbox.done(bot.id, update_id)
             continue
         await dispatcher.feed_update(bot, update, **{REPLAYED: True})
         fed += 1

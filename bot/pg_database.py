@@ -49,11 +49,13 @@ MIGRATIONS: Sequence[str] = (
         owner       TEXT,                       -- the replica drawing it (state running)
         lease_until TIMESTAMPTZ,                -- the owner renews it; expired: another may take it
         attempts    INTEGER NOT NULL DEFAULT 0, -- times it was claimed
+        claimed_at  TIMESTAMPTZ,                -- its last claim: users served least recently go first
         created_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
         updated_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
         UNIQUE (chat_id, message_id)            -- an update Telegram sends twice is one job
     );
     CREATE INDEX jobs_unfinished ON jobs (state, user_id, id) WHERE state IN ('queued', 'running');
+    CREATE INDEX jobs_claims ON jobs (user_id, claimed_at);
     CREATE TABLE job_images (
         job_id  BIGINT  NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
         n       INTEGER NOT NULL,

@@ -29,7 +29,6 @@ from bot.journal import Entry
 from bot.keyboards import PictureAction, PictureButton, cancel_keyboard
 from bot.middlewares.rate_limit import ACCEPTED
 from bot.picture_details import details_text
-from bot.progress import progress_text
 from bot.senders import CHAT_ADMINS
 from bot.texts import text
 from config import Settings
@@ -77,7 +76,7 @@ async def checked_request(query: CallbackQuery, callback_data: PictureButton, dr
     """The press's picture message and journal entry, once the presser may use them;
     else None, the press already answered."""
     message = query.message
-    entry = draws.request(callback_data.journal_id)
+    entry = await draws.request(callback_data.journal_id)
     # Only a button under a picture of this very chat: data made up by a client must not
     # reach another chat's requests.
     if not isinstance(message, Message) or not isinstance(entry, Entry) or entry.chat_id != message.chat.id:
@@ -228,7 +227,7 @@ async def queue(
         return None
     log.info("job %s queued for user %s from a button: %s", ticket.journal_id, user_id, params.kind)
     try:
-        status = await say(message, progress_text(ticket.job, engine, lang), cancel_keyboard(ticket.journal_id, lang))
+        status = await say(message, await draws.status_text(ticket), cancel_keyboard(ticket.journal_id, lang))
     except TelegramAPIError as exc:  # no status message, but the picture still comes
         log.warning("job %s: status message not sent: %s", ticket.journal_id, exc)
         status = None

@@ -18,7 +18,6 @@ from bot.draw_args import DrawArgsError, parse_draw_args
 from bot.draw_service import CancelOutcome, DrawService
 from bot.keyboards import CancelRequest, cancel_keyboard
 from bot.middlewares.rate_limit import ACCEPTED
-from bot.progress import progress_text
 from bot.senders import may_cancel, sender_id
 from bot.texts import text
 from bot.user_settings import UserSettings, usable_options
@@ -72,7 +71,7 @@ async def draw(
     Options not typed come from the sender's saved defaults (/settings)."""
     user_id = sender_id(message)  # an anonymous admin is their group, not GroupAnonymousBot
     limits = request_limits(settings)
-    saved = user_settings.get(user_id)
+    saved = await user_settings.get(user_id)
     try:
         request = parse_draw_args(args, limits, usable_options(saved, limits, user_id), saved.as_document)
     except DrawArgsError as exc:
@@ -135,7 +134,8 @@ async def queue(
         params.num_inference_steps,
     )
     try:
-        status = await reply(message, progress_text(ticket.job, engine, lang), cancel_keyboard(ticket.journal_id, lang))
+        line = await draws.status_text(ticket)  # its place in line (the shared one, with replicas)
+        status = await reply(message, line, cancel_keyboard(ticket.journal_id, lang))
     except TelegramAPIError as exc:  # no status message, but the picture still comes
         log.warning("job %s: status message not sent: %s", ticket.journal_id, exc)
         status = None
@@ -150,9 +150,9 @@ async def reply(message: Message, line: str, keyboard=None) -> Message:
 async def cancel(query: CallbackQuery, callback_data: CancelRequest, draws: DrawService, lang: str) -> None:
     """Cancel the waiting request of this button's journal row, if the presser may: the
     person who asked, or, for a request written as a chat (an anonymous admin), its admins."""
-    owner = draws.owner_of(callback_data.journal_id)
+    owner = await draws.owner_of(callback_data.journal_id)
     allowed = owner is not None and await may_cancel(query, owner)
-    outcome = draws.cancel(callback_data.journal_id, owner if allowed else query.from_user.id)
+    outcome = await draws.cancel_request(callback_data.journal_id, owner if allowed else query.from_user.id)
     if outcome is CancelOutcome.NOT_YOURS:
         await query.answer(text(lang, "cancel_not_yours"), show_alert=True)
         return

@@ -17,8 +17,9 @@ from bot.delivery import reply_to
 from bot.draw_args import DrawArgsError, echo, request_from_options, split_draw_args
 from bot.senders import may_cancel, sender_id
 from bot.settings_view import SettingsButton, UnknownButton, pressed, settings_keyboard, settings_text
+from bot.stores import SettingsStore
 from bot.texts import language_of, text
-from bot.user_settings import UserChoices, UserSettings
+from bot.user_settings import UserChoices
 from config import Settings
 from generation.composition import request_limits
 from generation.styles import NO_STYLE
@@ -31,15 +32,15 @@ STYLES_LIST_CHARS = 3500
 
 
 async def settings_command(
-    message: Message, command: CommandObject, user_settings: UserSettings, settings: Settings, lang: str
+    message: Message, command: CommandObject, user_settings: SettingsStore, settings: Settings, lang: str
 ) -> None:
     """/settings shows them; /settings reset clears them; /settings --ar 16:9 ... saves
     /draw options as defaults, checked exactly as /draw checks them."""
     owner = sender_id(message)
     args = (command.args or "").strip()
-    choices = user_settings.get(owner)
+    choices = await user_settings.get(owner)
     if args.lower() == RESET:
-        user_settings.clear(owner)
+        await user_settings.clear(owner)
         choices = UserChoices()
         lang = language_of(message.from_user.language_code if message.from_user else None)
         await show(message, choices, settings, lang, owner, text(lang, "settings-cleared"))
@@ -51,7 +52,7 @@ async def settings_command(
             params = {k: html.escape(v) if isinstance(v, str) else v for k, v in exc.params.items()}
             await message.answer(text(lang, exc.key, **params), reply_parameters=reply_to(message.message_id))
             return
-        user_settings.save(owner, choices)
+        await user_settings.save(owner, choices)
         log.info("settings of %s saved: %s", owner, sorted(choices.options))
     await show(message, choices, settings, lang, owner, text(lang, "settings-saved") if args else None)
 
@@ -85,7 +86,7 @@ async def show(
 
 
 async def settings_button(
-    query: CallbackQuery, callback_data: SettingsButton, user_settings: UserSettings, settings: Settings, lang: str
+    query: CallbackQuery, callback_data: SettingsButton, user_settings: SettingsStore, settings: Settings, lang: str
 ) -> None:
     """A press on a /settings keyboard: only its owner (or, for a chat's settings, the
     chat's admins) changes anything; the message is edited in place."""
@@ -94,7 +95,7 @@ async def settings_button(
         await query.answer(text(lang, "settings-not-yours"), show_alert=True)
         return
     limits = request_limits(settings)
-    before = user_settings.get(owner)
+    before = await user_settings.get(owner)
     try:
         after, view = pressed(before, callback_data.field, callback_data.value, limits)
     except UnknownButton as exc:
@@ -102,7 +103,7 @@ async def settings_button(
         await query.answer(text(lang, "button_unknown"))
         return
     if after != before:
-        user_settings.save(owner, after)
+        await user_settings.save(owner, after)
         if owner == query.from_user.id:  # the language they just chose, at once
             lang = after.language or language_of(query.from_user.language_code)
     await query.answer(text(lang, "settings-saved") if after != before else None)

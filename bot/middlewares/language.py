@@ -9,13 +9,14 @@ from typing import Any
 from aiogram import BaseMiddleware
 from aiogram.types import TelegramObject, Update, User
 
+from bot.stores import SettingsStore, settings_store
 from bot.texts import language_of
 from bot.user_settings import UserSettings
 
 
 class LanguageMiddleware(BaseMiddleware):
-    def __init__(self, user_settings: UserSettings | None = None) -> None:
-        self.user_settings = user_settings
+    def __init__(self, user_settings: UserSettings | SettingsStore | None = None) -> None:
+        self.user_settings = None if user_settings is None else settings_store(user_settings)
 
     async def __call__(
         self,
@@ -24,10 +25,10 @@ class LanguageMiddleware(BaseMiddleware):
         data: dict[str, Any],
     ) -> Any:
         user: User | None = data.get("event_from_user")
-        data["lang"] = self._chosen(event, user) or language_of(user.language_code if user else None)
+        data["lang"] = await self._chosen(event, user) or language_of(user.language_code if user else None)
         return await handler(event, data)
 
-    def _chosen(self, event: TelegramObject, user: User | None) -> str | None:
+    async def _chosen(self, event: TelegramObject, user: User | None) -> str | None:
         if self.user_settings is None:
             return None
         owner = user.id if user else None
@@ -35,4 +36,4 @@ class LanguageMiddleware(BaseMiddleware):
         # button press names the real person.
         if isinstance(event, Update) and event.message and event.message.sender_chat:
             owner = event.message.sender_chat.id
-        return None if owner is None else self.user_settings.get(owner).language
+        return None if owner is None else (await self.user_settings.get(owner)).language
