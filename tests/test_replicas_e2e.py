@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 import threading
@@ -22,6 +23,9 @@ import main
 from bot.pg_database import POLLER_LOCK
 
 PASSWORD = "pg-pass-Do-Not-Log-42"
+# Two replicas prove it (the killed poller's role moves to the survivor) at two thirds of
+# the CPU of three: every replica imports torch and loads models on the tests' two cores.
+REPLICAS = int(os.environ.get("TEST_REPLICAS", "2"))
 
 
 def with_password(url: str) -> str:
@@ -45,7 +49,21 @@ def poller_pid(url: str) -> int | None:
 
 def replicas_seen(url: str) -> int:
     with psycopg.connect(url, autocommit=True) as conn:
+        if not conn.execute("SELECT to_regclass('replicas') IS NOT NULL").fetchone()[0]:
+            return 0  # no replica has created the schema yet
         return conn.execute("SELECT COUNT(*) FROM replicas").fetchone()[0]
+
+
+async def stop_all(processes: dict[int, BotProcess]) -> dict[int, int]:
+    """SIGTERM to those still running (SIGKILL after a while): their exit codes."""
+    codes = {}
+    for pid, process in processes.items():
+        if process.process is not None and process.process.returncode is None:
+            try:
+                codes[pid] = await process.stop(signal.SIGTERM, timeout=30)
+            except TimeoutError:
+                codes[pid] = await process.stop(signal.SIGKILL)
+    return codes
 
 
 async def wait_until(check, timeout: float, what: str, every: float = 0.2):
@@ -58,11 +76,11 @@ async def wait_until(check, timeout: float, what: str, every: float = 0.2):
     raise AssertionError(f"not within {timeout} s: {what}")
 
 
-@pytest.mark.timeout(300)
-async def test_three_replicas_one_killed_deliver_every_request_once(
+@pytest.mark.timeout(480)
+async def test_replicas_one_killed_deliver_every_request_once(
     telegram: FakeTelegram, tiny_models: tuple[Path, Path], database_url: str, tmp_path: Path
 ) -> None:
-    """60 /draws from 20 users to 3 replicas; the poller is killed with SIGKILL midway:
+    """60 /draws from 20 users to two (or three) replicas; the poller is killed with SIGKILL midway:
     every request is delivered exactly once, the poller role moves to a survivor, and
     the survivors go on polling and drawing."""
     started = time.monotonic()
@@ -79,14 +97,15 @@ async def test_three_replicas_one_killed_deliver_every_request_once(
         PROGRESS_INTERVAL_S="0.5",
         SHUTDOWN_GRACE_S="10",
     )
-    replicas = {}
-    for n in range(3):  # started together: they load their models in parallel
+    replicas: dict[int, BotProcess] = {}
+    first_poller = killed_at = None
+    for n in range(REPLICAS):  # started together: they load their models in parallel
         workdir = tmp_path / f"replica{n}"
         workdir.mkdir()
         process = await BotProcess({**env, "DATA_DIR": str(workdir / "data")}, workdir, "bot.log").start()
         replicas[process.process.pid] = process
     try:
-        await wait_until(lambda: replicas_seen(url) == 3, 120, "three replicas beating")
+        await wait_until(lambda: replicas_seen(url) == REPLICAS, 240, "every replica beating")
         first_poller = await wait_until(lambda: poller_pid(url), 60, "a poller elected")
         assert first_poller in replicas
 
@@ -103,7 +122,9 @@ async def test_three_replicas_one_killed_deliver_every_request_once(
                 await replicas[first_poller].stop(signal.SIGKILL)
                 telegram.release_held(drop=True)
                 killed_at = time.monotonic()
-        new_poller = await wait_until(lambda: poller_pid(url), 30, "a new poller elected")
+        new_poller = await wait_until(
+            lambda: (pid := poller_pid(url)) not in (None, first_poller) and pid, 30, "a new poller elected"
+        )
         moved_after = time.monotonic() - killed_at
         assert new_poller != first_poller and new_poller in replicas
 
@@ -111,7 +132,7 @@ async def test_three_replicas_one_killed_deliver_every_request_once(
         while time.monotonic() < deadline and not set(requests) <= {c.reply_to for c in telegram.find("sendPhoto")}:
             await asyncio.sleep(0.3)
     finally:
-        codes = [await p.stop(signal.SIGTERM) for pid, p in replicas.items() if pid != first_poller]
+        codes = await stop_all(replicas)
 
     photos = Counter(c.reply_to for c in telegram.find("sendPhoto"))
     missing = set(requests) - set(photos)
@@ -125,7 +146,7 @@ async def test_three_replicas_one_killed_deliver_every_request_once(
     for message_id, user in requests.items():  # each in its own chat
         assert {c.chat_id for c in telegram.find("sendPhoto") if c.reply_to == message_id} == {user}
     assert telegram.conflicts == 0  # never two pollers at once
-    assert codes == [0, 0]
+    assert list(codes.values()) == [0] * (REPLICAS - 1)  # the survivors stop cleanly
     logs = "".join(p.log() for p in replicas.values())
     assert "elected to poll Telegram" in replicas[new_poller].log()
     assert PASSWORD not in logs and TOKEN not in logs
