@@ -107,6 +107,7 @@ class Replica:
         while not stop.is_set():
             if not await self.election.wait_until_elected(stop):
                 return
+            await self._beat()  # /status everywhere says who polls now, not a heartbeat later
             until = asyncio.Event()
             watchers = [asyncio.create_task(_set_when(event, until)) for event in (stop, self.election.lost)]
             try:
@@ -116,6 +117,12 @@ class Replica:
                     watcher.cancel()
             if not stop.is_set():
                 log.warning("no longer the poller: another replica polls Telegram; waiting to be elected again")
+                await self._beat()
+
+    async def _beat(self) -> None:
+        if self.heartbeat is not None:
+            with contextlib.suppress(Exception):  # the next regular beat says it then
+                await self.heartbeat.beat()
 
     async def stop_taking_updates(self) -> None:
         """No more leftovers taken, and the poller role given up (another replica takes it

@@ -1,0 +1,55 @@
+"""/status and /metrics of a replica sharing a PostgreSQL database (DATABASE_URL): the
+shared queue, the replicas seen in the last minute with their GPUs, and who polls."""
+
+from __future__ import annotations
+
+import socket
+
+import aiohttp
+from conftest import running_bot
+from fake_telegram import FakeTelegram
+
+from bot.pg_database import open_pool
+from bot.replicas import Heartbeat
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_status_and_metrics_show_the_shared_queue_and_the_replicas(
+    telegram: FakeTelegram, make_settings, database_url: str
+) -> None:
+    port = free_port()
+    settings = make_settings(telegram.url, DATABASE_URL=database_url, HTTP_PORT=str(port))
+    async with running_bot(settings):
+        await telegram.wait_for("getMe")  # started: the schema exists
+        pool = await open_pool(database_url)
+        # Another replica, on another host with two GPUs, beats as bot/replicas.py's Heartbeat does.
+        other = Heartbeat(pool, "gpu-b-7-abcdef", "gpu-b", ["cuda:0", "cuda:1"], lambda: {"poller": False})
+        await other.start()
+        try:
+            await telegram.send_text("/status", user_id=16)
+            [status] = await telegram.wait_for("sendMessage", chat_id=16, text_contains="Device", timeout=30)
+            async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/metrics") as response:
+                metrics = await response.text()
+        finally:
+            await other.close()
+            await pool.close()
+    text = status.data["text"]
+    assert "Shared queue: 0 waiting for a GPU (all replicas)" in text
+    assert "2 replicas seen in the last minute:" in text
+    assert "• gpu-b: cuda:0, cuda:1\n" in text + "\n"
+    assert f"• {socket.gethostname()}: cpu (this one, polls Telegram)" in text
+    assert "kandinsky_shared_queue_depth 0.0" in metrics and "kandinsky_poller 1.0" in metrics
+    assert "kandinsky_queue_depth 0.0" in metrics  # this replica's own work, as before
+
+
+async def test_status_in_russian(telegram: FakeTelegram, make_settings, database_url: str) -> None:
+    async with running_bot(make_settings(telegram.url, DATABASE_URL=database_url)):
+        await telegram.send_text("/status", user_id=17, lang="ru")
+        [status] = await telegram.wait_for("sendMessage", chat_id=17, text_contains="Устройство", timeout=30)
+    assert "1 реплика за последнюю минуту:" in status.data["text"]
+    assert "(эта, опрашивает Telegram)" in status.data["text"]
