@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         request, images = draw_job(settings, args) if command in DRAWING_COMMANDS else (None, [])
         upscaling = upscale_request(settings, args) if command == "upscale" else None
         check_data_dir(settings.data_dir)  # before torch is imported: it writes there
-        if command == "run":
+        if command == "run" and settings.database_url is None:  # else the jobs are in PostgreSQL
             check_journal(settings.data_dir)
     except (StartupError, _BadDrawOptions) as exc:
         print(exc, file=sys.stderr)

@@ -188,3 +188,14 @@ def run_main(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, url: str) -> int:
         return main.main(["run"])
     finally:  # its handler writes to this test's captured stderr, closed after the test
         root.handlers[:], root.level = before
+
+
+def test_a_replica_leaves_the_sqlite_journal_alone(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With DATABASE_URL the jobs are in PostgreSQL: no SQLite journal is made (or checked)
+    in DATA_DIR."""
+    with psycopg.connect(database_url, autocommit=True) as conn:  # stops the start once the database is checked
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL); INSERT INTO schema_version VALUES (99)")
+    assert run_main(monkeypatch, tmp_path, database_url) == 2
+    assert not list((tmp_path / "data").glob("*.sqlite3"))

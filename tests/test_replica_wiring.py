@@ -1,15 +1,21 @@
-"""/status and /metrics of a replica sharing a PostgreSQL database (DATABASE_URL): the
-shared queue, the replicas seen in the last minute with their GPUs, and who polls."""
+"""One replica sharing a PostgreSQL database (DATABASE_URL), run in this process: /status
+and /metrics (the shared queue, the replicas seen in the last minute with their GPUs, who
+polls), and polling only while elected."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import socket
+import time
 
 import aiohttp
+import psycopg
+import pytest
 from conftest import running_bot
 from fake_telegram import FakeTelegram
 
-from bot.pg_database import open_pool
+from bot.pg_database import POLLER_LOCK, open_pool
 from bot.replicas import Heartbeat
 
 
@@ -53,3 +59,40 @@ async def test_status_in_russian(telegram: FakeTelegram, make_settings, database
         [status] = await telegram.wait_for("sendMessage", chat_id=17, text_contains="Устройство", timeout=30)
     assert "1 реплика за последнюю минуту:" in status.data["text"]
     assert "(эта, опрашивает Telegram)" in status.data["text"]
+
+
+def poller_backend(url: str) -> int | None:
+    """The PostgreSQL backend holding the poller lock."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = %s",
+            (POLLER_LOCK & 0xFFFFFFFF,),
+        ).fetchone()
+    return row[0] if row else None
+
+
+async def wait_for_backend(url: str, other_than: int | None, timeout: float = 30) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        backend = await asyncio.to_thread(poller_backend, url)
+        if backend is not None and backend != other_than:
+            return backend
+        await asyncio.sleep(0.2)
+    raise AssertionError("no poller elected")
+
+
+async def test_a_poller_that_loses_its_lock_stops_polling_and_stands_again(
+    telegram: FakeTelegram, make_settings, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its election connection is cut (a network fault, the database restarting): the lock
+    may be another replica's now, so it stops polling at once and waits to be elected."""
+    caplog.set_level(logging.INFO, logger="bot.replica")
+    async with running_bot(make_settings(telegram.url, DATABASE_URL=database_url)):
+        first = await wait_for_backend(database_url, None)
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("SELECT pg_terminate_backend(%s)", (first,))
+        await wait_for_backend(database_url, first)  # elected again, on a new connection
+        await telegram.send_text("/draw a fox after the election", user_id=30)
+        await telegram.wait_for("sendPhoto", chat_id=30, timeout=60)
+    assert "no longer the poller" in caplog.text
+    assert telegram.conflicts == 0
