@@ -96,3 +96,52 @@ async def test_a_poller_that_loses_its_lock_stops_polling_and_stands_again(
         await telegram.wait_for("sendPhoto", chat_id=30, timeout=60)
     assert "no longer the poller" in caplog.text
     assert telegram.conflicts == 0
+
+
+SECRET = "s3cret-value-0123456789"
+
+
+def webhook_update(update_id: int, user: int, text: str) -> dict:
+    return {
+        "update_id": update_id,
+        "message": {
+            "message_id": 100 + update_id,
+            "date": int(time.time()),
+            "chat": {"id": user, "type": "private"},
+            "from": {"id": user, "is_bot": False, "first_name": "u", "language_code": "en"},
+            "text": text,
+            "entities": [{"type": "bot_command", "offset": 0, "length": 5}],
+        },
+    }
+
+
+async def test_webhook_replicas_all_take_updates_and_a_repeat_is_one_request(
+    telegram: FakeTelegram, make_settings, database_url: str, tmp_path
+) -> None:
+    """Webhook mode: a load balancer sends updates to any replica; one Telegram sends again
+    (its first answer was lost) reaching another replica is still one request."""
+    ports = (free_port(), free_port())
+    replicas = [
+        make_settings(
+            telegram.url,
+            DATABASE_URL=database_url,
+            HTTP_PORT=str(port),
+            WEBHOOK_URL="https://bot.example.org/telegram/hook",
+            WEBHOOK_SECRET=SECRET,
+            DATA_DIR=str(tmp_path / f"replica{port}"),
+        )
+        for port in ports
+    ]
+    first, second = (webhook_update(1, 71, "/draw a fox to one"), webhook_update(2, 72, "/draw a fox to two"))
+    async with running_bot(replicas[0]), running_bot(replicas[1]):
+        await telegram.wait_for("setWebhook", count=2)
+        async with aiohttp.ClientSession() as http:
+            for port, update in ((ports[0], first), (ports[1], second), (ports[1], first)):
+                url = f"http://127.0.0.1:{port}/telegram/hook"
+                async with http.post(url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": SECRET}) as r:
+                    assert r.status == 200
+        await telegram.wait_for("sendPhoto", chat_id=71)
+        await telegram.wait_for("sendPhoto", chat_id=72)
+        await asyncio.sleep(1.0)  # a second copy would be drawn by now
+    assert len(telegram.find("sendPhoto", chat_id=71)) == 1 and len(telegram.find("sendPhoto", chat_id=72)) == 1
+    assert not telegram.find("getUpdates")
