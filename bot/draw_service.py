@@ -236,8 +236,8 @@ class DrawService:
                 with contextlib.suppress(TelegramAPIError):
                     await ticket.status.edit_text(line, reply_markup=cancel_keyboard(ticket.journal_id, ticket.lang))
                     shown = line
-        if state in FINAL_STATES and state is not State.CANCELLED:
-            # Ended before the replica that drew it knew of this message: it answered anew.
+        if state is State.SENT:
+            # Drawn and sent before the replica that drew it knew of this message.
             with contextlib.suppress(TelegramAPIError):
                 await ticket.status.delete()
 
@@ -329,14 +329,21 @@ class DrawService:
         """Draw and deliver a row this replica claimed from the shared queue; the message
         showing its place (if the accepting replica sent one) now shows its progress."""
         item = claimed.item
+        if self.stopping:  # claimed as the stop began: bot/shared_queue.py's close hands it back
+            return
         if isinstance(item, Unreadable):
             await self._settle_unreadable(item)
             return
         try:
             job = await self._engine.submit(item.params, user_id=item.user_id, images=item.images, enforce_limits=False)
-        except GenerationError as exc:
-            if await self._mark_safely(item.id, State.FAILED, f"{type(exc).__name__}: {exc}"):
-                self._tell(item.chat_id, item.reply_id, failure_text(exc, item.lang))
+        except ModelsUnavailable:  # this replica's models failed meanwhile: another may draw it
+            await self._shared_jobs.give_back(item.id, self.replica_id or "")
+            return
+        except Exception as exc:  # a request this version can't draw after all: never held forever
+            log.exception("job %s: claimed but not drawable", item.id)
+            if await self._mark_safely(item.id, State.FAILED, f"{type(exc).__name__}: {exc}"[:1000]):
+                error = exc if isinstance(exc, GenerationError) else GenerationError(str(exc))
+                self._tell(item.chat_id, item.reply_id, failure_text(error, item.lang))
             return
         ticket = Ticket(item.id, job, item.chat_id, item.reply_id, item.lang, item.as_document)
         ticket.claimed_at = time.monotonic()
@@ -465,6 +472,13 @@ class DrawService:
             _log_job(ticket, "cancelled")
             return
         except GenerationError as exc:
+            if self.shared and isinstance(exc, ModelsUnavailable):
+                # This replica's models failed to load again: another replica may draw it.
+                ticket.settled = True
+                with contextlib.suppress(*STORE_ERRORS):
+                    await self._shared_jobs.give_back(ticket.journal_id, self.replica_id or "")
+                _log_job(ticket, "handed back")
+                return
             if not await self._settle(ticket, State.FAILED, f"{type(exc).__name__}: {exc}"):
                 return  # another replica's now: it answers
             _log_job(ticket, type(exc).__name__)

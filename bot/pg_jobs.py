@@ -322,6 +322,16 @@ class PgJobs:
             )
             return cursor.rowcount
 
+    async def give_back(self, job_id: int, replica_id: str) -> bool:
+        """Hand back one row this replica claimed and can't draw (its models failed)."""
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(
+                "UPDATE jobs SET owner = NULL, lease_until = NULL, state = 'queued', updated_at = now()"
+                " WHERE id = %s AND owner = %s AND state IN ('queued', 'running')",
+                (job_id, replica_id),
+            )
+            return cursor.rowcount == 1
+
     async def cancel(self, job_id: int, user_id: int) -> str:
         """Cancel a request for ``user_id`` while it waits unclaimed: "cancelled",
         "not_yours", "too_late" (claimed: a replica is about to draw it, or draws it) or

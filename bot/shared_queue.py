@@ -57,13 +57,16 @@ class SharedQueue:
             asyncio.create_task(self._renew_loop(), name="renew leases"),
         ]
 
-    async def close(self) -> None:
+    async def close(self, *, release: bool = True) -> None:
         """Stop claiming and renewing; hand back every row this replica claimed and did not
-        finish (call it after DrawService.shutdown, which finishes the running batch)."""
+        finish (call it after DrawService.shutdown, which finishes the running batch).
+        ``release=False``: keep them until their leases run out, as a crash would."""
         self._stopped.set()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if not release:
+            return
         try:
             released = await self.jobs.release(self.replica_id)
         except Exception:  # the database is gone: the leases run out instead

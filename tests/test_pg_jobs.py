@@ -114,6 +114,9 @@ async def test_a_graceful_stop_hands_back_its_rows_at_once(replicas) -> None:
     assert await one.start(jobs[0], "r1")
     assert await one.release("r1") == 2
     assert await claim_ids(two, "r2", limit=2) == jobs  # no lease to wait for
+    assert not await one.give_back(jobs[0], "r1")  # not r1's any more
+    assert await two.give_back(jobs[0], "r2")  # r2's models failed: one row back
+    assert await claim_ids(one, "r1", limit=2) == [jobs[0]]
 
 
 async def test_the_caps_hold_across_replicas(database_url: str) -> None:
