@@ -145,3 +145,13 @@ async def test_webhook_replicas_all_take_updates_and_a_repeat_is_one_request(
         await asyncio.sleep(1.0)  # a second copy would be drawn by now
     assert len(telegram.find("sendPhoto", chat_id=71)) == 1 and len(telegram.find("sendPhoto", chat_id=72)) == 1
     assert not telegram.find("getUpdates")
+
+
+def test_a_silent_replica_is_gone_after_its_lease_at_most_15_s(make_settings) -> None:
+    """Its unhandled updates are taken over as soon as its jobs (a short lease in a test
+    means a short wait), and the heartbeat comes three times within that."""
+    from bot.storage import gone_after_s, heartbeat_s
+
+    assert (gone_after_s(make_settings()), heartbeat_s(make_settings())) == (15.0, 5.0)
+    short = make_settings(JOB_LEASE_S="3")
+    assert (gone_after_s(short), heartbeat_s(short)) == (3.0, 1.0)
