@@ -5,6 +5,7 @@ nothing (issue 14)."""
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import os
 import signal
@@ -20,7 +21,9 @@ from conftest import TOKEN, BotProcess, bot_env
 from fake_telegram import FakeTelegram
 
 import main
+from bot.logging_setup import RedactingFilter, Redactor
 from bot.pg_database import POLLER_LOCK
+from config import settings_from_env
 
 PASSWORD = "pg-pass-Do-Not-Log-42"
 # Two replicas prove it (the killed poller's role moves to the survivor) at two thirds of
@@ -199,3 +202,24 @@ def test_a_replica_leaves_the_sqlite_journal_alone(
         conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL); INSERT INTO schema_version VALUES (99)")
     assert run_main(monkeypatch, tmp_path, database_url) == 2
     assert not list((tmp_path / "data").glob("*.sqlite3"))
+
+
+def test_the_password_is_redacted_from_log_lines_and_tracebacks() -> None:
+    """Whatever prints DATABASE_URL (a driver's error, our own line), its password is not
+    shown: main.py gives it to the log redaction with the other secrets."""
+    url = f"postgresql://kandinsky:{PASSWORD}@db.internal:5432/kandinsky"
+    settings = settings_from_env({"BOT_TOKEN": TOKEN, "DATABASE_URL": url})
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.addFilter(RedactingFilter(Redactor(main.secrets_of(settings))))
+    logger = logging.getLogger("test.replicas.password")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        raise psycopg.OperationalError(f"connection to {url} failed")
+    except psycopg.OperationalError:
+        logger.exception("database %s not reached", url)
+    finally:
+        logger.removeHandler(handler)
+    assert PASSWORD not in out.getvalue()
+    assert "postgresql://kandinsky:<redacted>@db.internal" in out.getvalue() and "Traceback" in out.getvalue()
