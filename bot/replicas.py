@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 # How often a replica refreshes its row, and after how long without it the replica is gone.
 HEARTBEAT_S = 5.0
 GONE_AFTER_S = 15.0
+# The election's own connection: how long connecting may take.
+CONNECT_TIMEOUT_S = 5
 
 
 def make_replica_id(host: str | None = None) -> str:
@@ -150,7 +152,8 @@ class Heartbeat:
                 log.warning("heartbeat of replica %s not written: %s", self.replica_id, exc)
 
     async def close(self) -> None:
-        """Stop beating and remove the row."""
+        """Stop beating and remove the row: other replicas may take what this one left
+        at once, so close it after the inbox's handlers and the draws have stopped."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -202,7 +205,7 @@ class PollerElection:
         return await AsyncConnection.connect(
             self._conninfo,
             autocommit=True,
-            connect_timeout=5,
+            connect_timeout=CONNECT_TIMEOUT_S,
             application_name=f"poller election {self.name}"[:63],
             # A dead server or network is noticed by the kernel too, not only by our checks.
             keepalives=1,
@@ -218,17 +221,20 @@ class PollerElection:
         return bool(row and row[0])
 
     async def wait_until_elected(self, stop: asyncio.Event) -> bool:
-        """Hold the poller lock: True once held, False when ``stop`` was set first."""
+        """Hold the poller lock: True once held (at once if held already), False when
+        ``stop`` was set first."""
+        if self.elected:
+            return True
         await self._drop()  # after a loss: a fresh connection, ``lost`` cleared
         self.lost.clear()
         while not stop.is_set():
             try:
-                if await self._try():
+                if await asyncio.wait_for(self._try(), timeout=CONNECT_TIMEOUT_S * 2):
                     log.info("elected to poll Telegram (%s)", self.name or "this replica")
                     self._watch = asyncio.create_task(self._check(), name="poller election check")
                     return True
-            except (psycopg.Error, OSError) as exc:
-                log.warning("poller election: database not reached (%s); trying again", exc)
+            except (psycopg.Error, OSError, TimeoutError) as exc:
+                log.warning("poller election: database not reached (%s); trying again", exc or type(exc).__name__)
                 await self._close_connection()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.retry_s)

@@ -36,6 +36,8 @@ async def test_one_of_two_electors_polls_and_the_other_takes_over_when_it_dies(d
     second = PollerElection(database_url, name="b", retry_s=0.2, check_s=0.3)
     try:
         assert await first.wait_until_elected(stop) and first.elected
+        held_by = await backend_of(first)
+        assert await first.wait_until_elected(stop) and await backend_of(first) == held_by  # kept, not retaken
         waiting = asyncio.create_task(second.wait_until_elected(stop))
         await asyncio.sleep(1.0)
         assert not waiting.done()  # the lock is held: never two pollers
@@ -66,7 +68,8 @@ async def test_one_of_two_electors_polls_and_the_other_takes_over_when_it_dies(d
 
 async def test_a_waiting_elector_returns_when_stopped(database_url: str) -> None:
     stop = asyncio.Event()
-    holder = PollerElection(database_url, retry_s=0.2)
+    pool = await open_pool(database_url)
+    holder = PollerElection(pool, retry_s=0.2)  # the pool's database, on a connection of its own
     waiter = PollerElection(database_url, retry_s=0.2)
     try:
         assert await holder.wait_until_elected(stop)
@@ -78,6 +81,7 @@ async def test_a_waiting_elector_returns_when_stopped(database_url: str) -> None
     finally:
         await holder.close()
         await waiter.close()
+        await pool.close()
 
 
 async def test_an_elector_waits_for_an_unreachable_database(database_url: str, postgres) -> None:
