@@ -22,7 +22,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -269,3 +269,40 @@ class PollerElection:
     async def close(self) -> None:
         """Give the role up (if held) and close the connection."""
         await self._drop()
+
+
+async def while_elected(
+    election: PollerElection, stop: asyncio.Event, work: Callable[[asyncio.Event], Awaitable[None]]
+) -> None:
+    """Until ``stop``: wait to be elected, then run ``work(until)``, where ``until`` is set
+    when the role is lost or ``stop`` is set (``work`` returns then: polling stops), and
+    stand again. E.g. ``await while_elected(election, stop, lambda until:
+    take_polled_updates(bot, dispatcher, until))``. The caller closes ``election``.
+
+    A poller whose connection broke stops within ``check_s``; the next one may start a
+    little earlier (Telegram answers one of two getUpdates 409 Conflict, which aiogram
+    retries, and the inbox records an update both got once)."""
+    while not stop.is_set():
+        if not await election.wait_until_elected(stop):
+            return
+        until = asyncio.Event()
+        watcher = asyncio.create_task(_set_on_first(until, stop, election.lost), name="poller role watch")
+        try:
+            await work(until)
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        if not until.is_set():  # work ended on its own while still elected: not in a tight loop
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), election.retry_s)
+
+
+async def _set_on_first(target: asyncio.Event, *events: asyncio.Event) -> None:
+    waits = [asyncio.create_task(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        target.set()
+    finally:
+        for wait in waits:
+            wait.cancel()
