@@ -73,6 +73,8 @@ MIGRATIONS: Sequence[str] = (
         done_at     TIMESTAMPTZ,                -- handled (or given up); NULL: to be fed again
         PRIMARY KEY (bot_id, update_id)
     );
+    -- Replicas look for a gone replica's leftovers every few seconds: only the few unhandled rows.
+    CREATE INDEX inbox_unhandled ON inbox (bot_id, update_id) WHERE done_at IS NULL;
     CREATE TABLE user_settings (
         owner_id   BIGINT  PRIMARY KEY,         -- a user's id, or a chat's for an anonymous admin
         version    INTEGER NOT NULL,            -- bot.user_settings.CHOICES_VERSION of the writer

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from aiogram import Bot, Dispatcher
 from aiogram.types import Update
@@ -24,6 +25,9 @@ from bot.replicas import GONE_AFTER_S
 
 log = logging.getLogger(__name__)
 
+# take_leftovers runs every few seconds; forgetting old updates (a scan) needs doing rarely.
+FORGET_EVERY_S = 600.0
+
 
 class PgUpdates:
     """An UpdateStore over ``pool`` (whose owner closes it) for replica ``replica_id``."""
@@ -32,6 +36,7 @@ class PgUpdates:
         self.pool = pool
         self.replica_id = replica_id
         self.gone_after_s = gone_after_s
+        self._forgot_at = -FORGET_EVERY_S
 
     async def add(self, bot_id: int, update: Update) -> bool:
         """Record an update as this replica's; False if any replica recorded it already."""
@@ -55,9 +60,11 @@ class PgUpdates:
         (update_id, version, body, attempts), each now this replica's with its attempt
         counted. Forgets updates received long ago."""
         async with self.pool.connection() as conn:
-            await conn.execute(
-                "DELETE FROM inbox WHERE received_at < now() - make_interval(secs => %s)", (KEEP_DONE_S,)
-            )
+            if time.monotonic() - self._forgot_at >= FORGET_EVERY_S:
+                await conn.execute(
+                    "DELETE FROM inbox WHERE received_at < now() - make_interval(secs => %s)", (KEEP_DONE_S,)
+                )
+                self._forgot_at = time.monotonic()
             rows = await (
                 await conn.execute(
                     """

@@ -64,6 +64,9 @@ _ORDERED = f"""
     FROM waiting w LEFT JOIN served s USING (user_id)
 """
 CANDIDATES = 1000  # a claim looks this far down the line for requests sharing a batch
+# A request claimed this many times was never finished by any replica that took it (each
+# died or lost it while drawing): it may be what kills them, so it is failed, not drawn.
+MAX_CLAIMS = 4
 
 
 def batch_key_text(params: GenerationParams) -> str:
@@ -257,6 +260,9 @@ class PgJobs:
             for job_id in chosen:
                 row = by_id[job_id]
                 item = await self._with_images(conn, _entry(row[:10]), row[10])
+                if row[12] > MAX_CLAIMS and isinstance(item, Entry):
+                    reason = f"claimed {row[12]} times, never finished: the replicas drawing it stopped"
+                    item = Unreadable(item.id, item.chat_id, item.reply_id, item.lang, reason, message="failed")
                 claimed.append(Claimed(item, row[11], row[12]))
         return claimed
 

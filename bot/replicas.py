@@ -22,7 +22,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 # How often a replica refreshes its row, and after how long without it the replica is gone.
 HEARTBEAT_S = 5.0
 GONE_AFTER_S = 15.0
+# The election's own connection: how long connecting may take.
+CONNECT_TIMEOUT_S = 5
 
 
 def make_replica_id(host: str | None = None) -> str:
@@ -150,7 +152,8 @@ class Heartbeat:
                 log.warning("heartbeat of replica %s not written: %s", self.replica_id, exc)
 
     async def close(self) -> None:
-        """Stop beating and remove the row."""
+        """Stop beating and remove the row: other replicas may take what this one left
+        at once, so close it after the inbox's handlers and the draws have stopped."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -202,7 +205,7 @@ class PollerElection:
         return await AsyncConnection.connect(
             self._conninfo,
             autocommit=True,
-            connect_timeout=5,
+            connect_timeout=CONNECT_TIMEOUT_S,
             application_name=f"poller election {self.name}"[:63],
             # A dead server or network is noticed by the kernel too, not only by our checks.
             keepalives=1,
@@ -218,17 +221,20 @@ class PollerElection:
         return bool(row and row[0])
 
     async def wait_until_elected(self, stop: asyncio.Event) -> bool:
-        """Hold the poller lock: True once held, False when ``stop`` was set first."""
+        """Hold the poller lock: True once held (at once if held already), False when
+        ``stop`` was set first."""
+        if self.elected:
+            return True
         await self._drop()  # after a loss: a fresh connection, ``lost`` cleared
         self.lost.clear()
         while not stop.is_set():
             try:
-                if await self._try():
+                if await asyncio.wait_for(self._try(), timeout=CONNECT_TIMEOUT_S * 2):
                     log.info("elected to poll Telegram (%s)", self.name or "this replica")
                     self._watch = asyncio.create_task(self._check(), name="poller election check")
                     return True
-            except (psycopg.Error, OSError) as exc:
-                log.warning("poller election: database not reached (%s); trying again", exc)
+            except (psycopg.Error, OSError, TimeoutError) as exc:
+                log.warning("poller election: database not reached (%s); trying again", exc or type(exc).__name__)
                 await self._close_connection()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.retry_s)
@@ -263,3 +269,40 @@ class PollerElection:
     async def close(self) -> None:
         """Give the role up (if held) and close the connection."""
         await self._drop()
+
+
+async def while_elected(
+    election: PollerElection, stop: asyncio.Event, work: Callable[[asyncio.Event], Awaitable[None]]
+) -> None:
+    """Until ``stop``: wait to be elected, then run ``work(until)``, where ``until`` is set
+    when the role is lost or ``stop`` is set (``work`` returns then: polling stops), and
+    stand again. E.g. ``await while_elected(election, stop, lambda until:
+    take_polled_updates(bot, dispatcher, until))``. The caller closes ``election``.
+
+    A poller whose connection broke stops within ``check_s``; the next one may start a
+    little earlier (Telegram answers one of two getUpdates 409 Conflict, which aiogram
+    retries, and the inbox records an update both got once)."""
+    while not stop.is_set():
+        if not await election.wait_until_elected(stop):
+            return
+        until = asyncio.Event()
+        watcher = asyncio.create_task(_set_on_first(until, stop, election.lost), name="poller role watch")
+        try:
+            await work(until)
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        if not until.is_set():  # work ended on its own while still elected: not in a tight loop
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), election.retry_s)
+
+
+async def _set_on_first(target: asyncio.Event, *events: asyncio.Event) -> None:
+    waits = [asyncio.create_task(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        target.set()
+    finally:
+        for wait in waits:
+            wait.cancel()

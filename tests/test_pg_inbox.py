@@ -22,6 +22,7 @@ from bot.replicas import Heartbeat
 from bot.stores import UpdateStore, update_store
 
 BOT_ID = int(TOKEN.split(":")[0])
+DATE = int(time.time())
 
 
 def update(update_id: int, text: str = "/help", user_id: int = 5) -> Update:
@@ -30,7 +31,7 @@ def update(update_id: int, text: str = "/help", user_id: int = 5) -> Update:
             "update_id": update_id,
             "message": {
                 "message_id": update_id * 10,
-                "date": int(time.time()),
+                "date": DATE,  # fixed: an update compared with its copy is equal
                 "chat": {"id": user_id, "type": "private"},
                 "from": {"id": user_id, "is_bot": False, "first_name": "u", "language_code": "en"},
                 "text": text,

@@ -11,7 +11,7 @@ import pytest_asyncio
 
 from bot.journal import Entry, State, Unreadable
 from bot.pg_database import open_pool
-from bot.pg_jobs import PgJobs
+from bot.pg_jobs import MAX_CLAIMS, PgJobs
 from generation import GenerationParams, QueueFull, UserQueueFull
 from generation.params import MixPart
 
@@ -105,6 +105,20 @@ async def test_an_expired_lease_hands_the_job_to_another_replica_and_fences_the_
     assert await two.settle(job, "r2", State.SENT)
     assert not await two.settle(job, "r2", State.FAILED)  # settled once
     assert (await one.get(job)).state is State.SENT
+
+
+async def test_a_request_no_replica_ever_finishes_is_given_up(replicas) -> None:
+    """A request that kills each replica drawing it (say, out of host memory) must not go
+    round the fleet forever."""
+    jobs, _ = replicas
+    job = await add(jobs, 1)
+    for attempt in range(1, MAX_CLAIMS + 1):
+        [claimed] = await jobs.claim(f"r{attempt}", 1, lease_s=0.01)
+        assert isinstance(claimed.item, Entry)
+        await asyncio.sleep(0.02)  # that replica died drawing it
+    [last] = await jobs.claim("r9", 1, lease_s=30)
+    assert isinstance(last.item, Unreadable) and last.item.message == "failed"
+    assert last.item.id == job and "claimed 5 times" in last.item.reason
 
 
 async def test_a_graceful_stop_hands_back_its_rows_at_once(replicas) -> None:

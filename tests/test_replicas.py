@@ -4,12 +4,17 @@ dead poller's role moves within seconds), and heartbeats that /status reads."""
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
 import time
+from pathlib import Path
 
 import psycopg
 
 from bot.pg_database import POLLER_LOCK, open_pool
-from bot.replicas import Heartbeat, PollerElection, make_replica_id, seen
+from bot.replicas import Heartbeat, PollerElection, make_replica_id, seen, while_elected
+
+ROOT = Path(__file__).parent.parent
 
 
 async def lock_holder(url: str) -> int | None:
@@ -36,6 +41,8 @@ async def test_one_of_two_electors_polls_and_the_other_takes_over_when_it_dies(d
     second = PollerElection(database_url, name="b", retry_s=0.2, check_s=0.3)
     try:
         assert await first.wait_until_elected(stop) and first.elected
+        held_by = await backend_of(first)
+        assert await first.wait_until_elected(stop) and await backend_of(first) == held_by  # kept, not retaken
         waiting = asyncio.create_task(second.wait_until_elected(stop))
         await asyncio.sleep(1.0)
         assert not waiting.done()  # the lock is held: never two pollers
@@ -64,9 +71,93 @@ async def test_one_of_two_electors_polls_and_the_other_takes_over_when_it_dies(d
         await second.close()
 
 
+HOLDER = """
+import asyncio, sys
+from bot.replicas import PollerElection
+
+async def main():
+    assert await PollerElection(sys.argv[1]).wait_until_elected(asyncio.Event())
+    print("elected", flush=True)
+    await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+async def test_the_role_moves_within_seconds_when_the_polling_process_is_killed(database_url: str) -> None:
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", HOLDER, database_url, cwd=ROOT, stdout=asyncio.subprocess.PIPE
+    )
+    stop = asyncio.Event()
+    election = PollerElection(database_url, retry_s=0.5)
+    try:
+        assert await asyncio.wait_for(holder.stdout.readline(), timeout=20) == b"elected\n"
+        waiting = asyncio.create_task(election.wait_until_elected(stop))
+        await asyncio.sleep(1.0)
+        assert not waiting.done()
+        holder.send_signal(signal.SIGKILL)  # no goodbye: PostgreSQL ends its session and frees the lock
+        killed = time.monotonic()
+        assert await asyncio.wait_for(waiting, timeout=5)
+        assert time.monotonic() - killed < 3
+    finally:
+        stop.set()
+        if holder.returncode is None:
+            holder.kill()
+        await holder.wait()
+        await election.close()
+
+
+async def test_work_runs_only_while_elected_and_moves_with_the_role(database_url: str) -> None:
+    working: set[str] = set()
+    spells: list[str] = []
+    replicas: dict[str, tuple[PollerElection, asyncio.Event, asyncio.Task]] = {}
+
+    def start(name: str) -> None:
+        election, stop = PollerElection(database_url, name=name, retry_s=0.2, check_s=0.3), asyncio.Event()
+
+        async def poll(until: asyncio.Event) -> None:  # stands for take_polled_updates
+            working.add(name)
+            spells.append(name)
+            await until.wait()
+            working.discard(name)
+
+        replicas[name] = election, stop, asyncio.create_task(while_elected(election, stop, poll))
+
+    async def stopped(name: str) -> None:  # as run_bot stops: stop set, then the election closed
+        election, stop, task = replicas[name]
+        stop.set()
+        await asyncio.wait_for(task, timeout=5)
+        await election.close()
+
+    async def until_working(name: str) -> None:
+        for _ in range(50):
+            if working == {name}:
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"{name} not working alone: {working}")
+
+    start("a")
+    await until_working("a")
+    start("b")
+    try:
+        await asyncio.sleep(0.6)
+        assert working == {"a"}
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as admin:
+            await admin.execute("SELECT pg_terminate_backend(%s)", (await backend_of(replicas["a"][0]),))
+        await until_working("b")  # a stopped when it lost the role; b took it
+        await stopped("b")  # a graceful stop hands the role over: a, standing again, takes it
+        await until_working("a")
+        assert spells == ["a", "b", "a"]
+    finally:
+        for name in replicas:
+            await stopped(name)
+    assert working == set()
+
+
 async def test_a_waiting_elector_returns_when_stopped(database_url: str) -> None:
     stop = asyncio.Event()
-    holder = PollerElection(database_url, retry_s=0.2)
+    pool = await open_pool(database_url)
+    holder = PollerElection(pool, retry_s=0.2)  # the pool's database, on a connection of its own
     waiter = PollerElection(database_url, retry_s=0.2)
     try:
         assert await holder.wait_until_elected(stop)
@@ -78,6 +169,7 @@ async def test_a_waiting_elector_returns_when_stopped(database_url: str) -> None
     finally:
         await holder.close()
         await waiter.close()
+        await pool.close()
 
 
 async def test_an_elector_waits_for_an_unreachable_database(database_url: str, postgres) -> None:

@@ -247,3 +247,23 @@ async def test_an_unreadable_row_is_failed_and_its_user_told(telegram: FakeTeleg
     assert told.reply_to == message_id
     await until(lambda: _settled(replica))
     assert (await rows(replica))[message_id][0] == "failed"
+
+
+async def test_a_replica_whose_lease_was_taken_over_while_drawing_does_not_deliver(
+    telegram: FakeTelegram, replicas
+) -> None:
+    """r1 stalled past its lease and another replica took the row over: r1's picture,
+    drawn meanwhile, is not sent (the other one sends its own), nor is r1's word recorded."""
+    stalled = await replicas("r1", MAX_STEPS="900")
+    await stalled.start_drawing()
+    message_id = await stalled.ask(telegram, 990, "taken over", steps=60)
+    await telegram.wait_for("editMessageText", chat_id=990, text_contains="step", timeout=60)
+    async with stalled.pool.connection() as conn:  # as a claim by r2 after r1's lease ran out
+        await conn.execute(
+            "UPDATE jobs SET owner = 'r2', attempts = 2, lease_until = now() + interval '10 minutes'"
+            " WHERE message_id = %s",
+            (message_id,),
+        )
+    await until(lambda: _true(not stalled.draws._tasks), timeout=60)  # r1 has drawn it, and given up
+    assert not telegram.find("sendPhoto")
+    assert (await rows(stalled))[message_id] == ("running", "r2", 2)
