@@ -18,7 +18,7 @@ from aiogram import Bot, Dispatcher
 from bot.draw_service import DrawService
 from bot.handlers.status import SharedView
 from bot.pg_inbox import keep_feeding_leftovers
-from bot.replicas import Heartbeat, PollerElection, seen
+from bot.replicas import Heartbeat, PollerElection, seen, while_elected
 from bot.shared_queue import SharedQueue, start_shared_draws
 from bot.storage import Stores, gone_after_s, heartbeat_s
 from bot.web.metrics import SharedCollector
@@ -103,21 +103,16 @@ class Replica:
     async def poll_while_elected(self, poll: Callable[[asyncio.Event], Awaitable[None]], stop: asyncio.Event) -> None:
         """Poll Telegram (``poll(until)``) only while this replica holds the poller role;
         when the role is lost (its database connection broke), stop polling at once and
-        wait to be elected again. Returns once ``stop`` is set."""
-        while not stop.is_set():
-            if not await self.election.wait_until_elected(stop):
-                return
+        wait to be elected again (bot/replicas.py while_elected). Returns once ``stop`` is set."""
+
+        async def as_poller(until: asyncio.Event) -> None:
             await self._beat()  # /status everywhere says who polls now, not a heartbeat later
-            until = asyncio.Event()
-            watchers = [asyncio.create_task(_set_when(event, until)) for event in (stop, self.election.lost)]
-            try:
-                await poll(until)
-            finally:
-                for watcher in watchers:
-                    watcher.cancel()
+            await poll(until)
             if not stop.is_set():
-                log.warning("no longer the poller: another replica polls Telegram; waiting to be elected again")
+                log.warning("no longer the poller: another replica may poll Telegram; waiting to be elected again")
                 await self._beat()
+
+        await while_elected(self.election, stop, as_poller)
 
     async def _beat(self) -> None:
         if self.heartbeat is not None:
@@ -140,8 +135,3 @@ class Replica:
             await self.queue.close()
         if self.heartbeat is not None:
             await self.heartbeat.close()
-
-
-async def _set_when(event: asyncio.Event, then: asyncio.Event) -> None:
-    await event.wait()
-    then.set()
