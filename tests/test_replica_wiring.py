@@ -12,7 +12,7 @@ import time
 import aiohttp
 import psycopg
 import pytest
-from conftest import running_bot
+from conftest import ADMIN_ID, running_bot
 from fake_telegram import FakeTelegram
 
 from bot.pg_database import POLLER_LOCK, open_pool
@@ -37,8 +37,10 @@ async def test_status_and_metrics_show_the_shared_queue_and_the_replicas(
         other = Heartbeat(pool, "gpu-b-7-abcdef", "gpu-b", ["cuda:0", "cuda:1"], lambda: {"poller": False})
         await other.start()
         try:
-            await telegram.send_text("/status", user_id=16)
-            [status] = await telegram.wait_for("sendMessage", chat_id=16, text_contains="Device", timeout=30)
+            await telegram.send_text("/status", user_id=ADMIN_ID)
+            [status] = await telegram.wait_for("sendMessage", chat_id=ADMIN_ID, text_contains="Device", timeout=30)
+            await telegram.send_text("/status", user_id=16)  # not an admin: no host names
+            [numbered] = await telegram.wait_for("sendMessage", chat_id=16, text_contains="Device", timeout=30)
             async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/metrics") as response:
                 metrics = await response.text()
         finally:
@@ -49,6 +51,8 @@ async def test_status_and_metrics_show_the_shared_queue_and_the_replicas(
     assert "2 replicas seen in the last minute:" in text
     assert "• gpu-b: cuda:0, cuda:1\n" in text + "\n"
     assert f"• {socket.gethostname()}: cpu (this one, polls Telegram)" in text
+    assert "• #1: " in numbered.data["text"] and "• #2: " in numbered.data["text"]
+    assert "gpu-b" not in numbered.data["text"]
     assert "kandinsky_shared_queue_depth 0.0" in metrics and "kandinsky_poller 1.0" in metrics
     assert "kandinsky_queue_depth 0.0" in metrics  # this replica's own work, as before
 

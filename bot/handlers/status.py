@@ -45,9 +45,10 @@ class SharedView:
     depth: Callable[[], Awaitable[int]]
 
 
-async def shared_lines(shared: SharedView, lang: str) -> list[str]:
+async def shared_lines(shared: SharedView, lang: str, *, details: bool) -> list[str]:
     """The shared queue and one line per replica; a database that does not answer is
-    said, not raised (/status is what an operator sends when something is wrong)."""
+    said, not raised (/status is what an operator sends when something is wrong).
+    ``details``: the replicas' host names (the bot's admins); others see them numbered."""
     try:
         waiting = await shared.depth()
         replicas = await shared.replicas()
@@ -55,7 +56,7 @@ async def shared_lines(shared: SharedView, lang: str) -> list[str]:
         log.warning("/status: the shared database did not answer: %s", exc)
         return [text(lang, "rep-unknown")]
     lines = [text(lang, "rep-queue", waiting=waiting), text(lang, "rep-header", count=len(replicas))]
-    for replica in replicas:
+    for number, replica in enumerate(replicas, 1):
         marks = [text(lang, "rep-this")] if replica.id == shared.replica_id else []
         if replica.info.get("poller"):
             marks.append(text(lang, "rep-poller"))
@@ -63,7 +64,7 @@ async def shared_lines(shared: SharedView, lang: str) -> list[str]:
             text(
                 lang,
                 "rep-line",
-                host=html.escape(replica.host),
+                host=html.escape(replica.host) if details else f"#{number}",
                 devices=html.escape(", ".join(replica.devices) or "?"),
                 marks=f" ({', '.join(marks)})" if marks else "",
             )
@@ -123,7 +124,7 @@ async def show_status(
     details = is_admin(settings, event_from_user)
     answer = status_text(engine, lang, details=details, translator=translator)
     if shared is not None:
-        answer = "\n".join((answer, *await shared_lines(shared, lang)))
+        answer = "\n".join((answer, *await shared_lines(shared, lang, details=details)))
     await message.answer(answer)
 
 
