@@ -4,7 +4,7 @@ The engine built as generation/factory.py builds it: COMPILE (default "auto", as
 CUDA graphs on a GPU) and MAX_BATCH (default 8) from the environment, warmed up with
 ``prepare`` on the worker thread that will draw, one worker per visible GPU (DEVICE=all).
 A plain diffusers baseline runs first in the same process, for the speed-up and the
-drift. Then 1 user (6 requests) and 16 users (2 rounds): phases, peak memory, warm-up
+drift. Then 1 user (6 requests) and 16 users per GPU (2 rounds): phases, peak memory, warm-up
 time per batch size, Dynamo counters.
 """
 
@@ -80,8 +80,10 @@ def run(bench: Bench) -> None:
     label = f"engine on {len(devices)} GPU(s), COMPILE={compile_}"
     engine = GenerationEngine(devices, load, max_batch=max_batch, max_queue=1000)
     try:
-        rounds = {1: 1 if cfg.smoke else 6, 16: cfg.rounds[16]}
-        asyncio.run(engine_cases(bench, label, made, [1, 16], rounds, max_batch, engine, ref=ref))
+        # 16 users per GPU: each GPU busy with two full batches, as on one GPU.
+        crowd = 16 * len(devices)
+        rounds = {1: 1 if cfg.smoke else 6, crowd: cfg.rounds[16]}
+        asyncio.run(engine_cases(bench, label, made, [1, crowd], rounds, max_batch, engine, ref=ref))
     finally:
         bench.info["multi"]["compile_counters"] = compile_counters()
         log(f"counters: {json.dumps(bench.info['multi']['compile_counters'], default=str)}")

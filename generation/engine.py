@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import itertools
 import logging
@@ -102,6 +103,9 @@ class EngineStatus:
     # Loading again after the models were ready: the old ones finish the running batch and
     # requests wait for the new ones (busy, not broken; unlike the first load or a failure).
     reloading: bool = False
+    # The devices whose models are loaded and serving; while a host's other GPUs still
+    # load (each compiles for minutes), the first one serves already.
+    ready_devices: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def healthy(self) -> bool:
@@ -196,8 +200,12 @@ class GenerationEngine:
                     await worker.release()
                 # One device at a time: from_pretrained builds models under a process-wide
                 # "empty weights" patch (accelerate), so two threads loading at once break.
-                for worker in self._workers:
-                    await worker.load(self._loader)
+                # The first device serves as soon as it is ready: compiling takes minutes
+                # per GPU (the compile cache is per device index), and users should not
+                # wait for the last one.
+                first, *others = self._workers
+                await first.load(self._loader)
+                await self._serving(first)
             except Exception as exc:
                 log.exception("loading the models failed")
                 self._state, self._error = ModelState.FAILED, f"{type(exc).__name__}: {exc}"
@@ -205,8 +213,19 @@ class GenerationEngine:
                 for job in self._queue.drain():
                     self._fail(job, ModelsUnavailable(self._error))
                 raise
+            for worker in others:
+                try:
+                    await worker.load(self._loader)
+                except Exception:  # the devices loaded already go on serving
+                    log.exception("loading the models on %s failed; serving on the others", worker.device)
+                    continue
+                await self._serving(worker)
+
+    async def _serving(self, worker: DeviceWorker) -> None:
+        """A device's models are loaded: it takes batches (the first one opens the queue)."""
+        log.info("models ready on %s", worker.device)
+        if self._state is not ModelState.READY:
             self._state, self._reloading = ModelState.READY, False
-            log.info("models ready on %s", ", ".join(str(w.device) for w in self._workers))
             if self._accepting:
                 await self._queue.set_paused(False)
 
@@ -288,12 +307,14 @@ class GenerationEngine:
             images_per_minute=recent / (self.RATE_WINDOW_S / 60),
             gpu_memory_bytes=sum(cuda_memory) if cuda_memory else None,
             reloading=self._reloading,
+            ready_devices=[str(w.device) for w in self._workers if w.ready.is_set()],
         )
 
     # -- workers --------------------------------------------------------------------
 
     async def _serve(self, worker: DeviceWorker) -> None:
         while True:
+            await worker.ready.wait()  # a device still loading takes no batch from the others
             batch = await self._queue.take_batch(self._max_batch)
             started = time.monotonic()
             async with worker.busy:

@@ -25,14 +25,17 @@ class DeviceWorker:
     def __init__(self, device: torch.device, index: int = 0) -> None:
         self.device = device
         self.busy = asyncio.Lock()  # held while a batch runs or the models (re)load
+        self.ready = asyncio.Event()  # models loaded: it may take batches
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"worker{index}-{device}")
         self._pipes: KandinskyPipelines | None = None
 
     async def load(self, loader: Callable[[torch.device], KandinskyPipelines]) -> None:
         """Replace the pipelines, once the batch in hand (if any) has finished."""
         async with self.busy:
+            self.ready.clear()
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(self._executor, self._load, loader)
+            self.ready.set()
 
     def _load(self, loader: Callable[[torch.device], KandinskyPipelines]) -> None:
         self._release()  # a GPU rarely holds two copies
@@ -41,6 +44,7 @@ class DeviceWorker:
     async def release(self) -> None:
         """Free the models (before loading new ones), once the batch in hand has finished."""
         async with self.busy:
+            self.ready.clear()
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(self._executor, self._release)
 

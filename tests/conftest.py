@@ -43,13 +43,20 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory):
-    """A PostgreSQL server of this pytest worker (started on first use)."""
+def postgres():
+    """A PostgreSQL server of this pytest worker (started on first use). Its folder is
+    outside pytest's: run as root, pgserver runs the server as another user, and pytest
+    makes its own folder private again at each start of a run."""
+    import shutil
+    import tempfile
+
     from pg_server import PostgresForTests
 
-    server = PostgresForTests(tmp_path_factory.mktemp("pg"))
+    folder = Path(tempfile.mkdtemp(prefix="kandinsky-bot-pg-"))
+    server = PostgresForTests(folder)
     yield server
     server.stop()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

@@ -272,12 +272,67 @@ async def test_reload_frees_every_devices_models_before_loading_any(loader) -> N
 
     engine = await started(GenerationEngine([CPU, CPU], tracking_loader))
     try:
-        while engine.models_state is not ModelState.READY:
+        while len(engine.status().ready_devices) < 2:
             await asyncio.sleep(0.01)
         assert alive_at_load == [0, 3]  # first start: the first device's models live on
         old_count = len(old)
         await engine.reload()
         assert alive_at_load[2:] == [0, 3]  # all six old models were gone before the first new load
         assert all(ref() is None for ref in old[:old_count])
+    finally:
+        await engine.close()
+
+
+async def test_the_first_device_serves_while_the_next_one_still_loads(loader) -> None:
+    """A host's GPUs load (and compile) one after another, minutes each: the first one
+    serves as soon as it is ready, and a device still loading takes no batch."""
+    import threading
+
+    second_may_load = threading.Event()
+    calls = 0
+
+    def slow_second(device: torch.device) -> KandinskyPipelines:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            assert second_may_load.wait(30)
+        return loader(device)
+
+    engine = await started(GenerationEngine([CPU, CPU], slow_second, max_batch=1))
+    try:
+        jobs = [await engine.submit(params(seed=i), user_id=i) for i in range(3)]
+        results = await asyncio.wait_for(asyncio.gather(*(job.result() for job in jobs)), 60)
+        assert [r.seed for r in results] == [0, 1, 2]
+        status = engine.status()
+        assert status.models is ModelState.READY and status.ready_devices == ["cpu"]
+        second_may_load.set()
+        while len(engine.status().ready_devices) < 2:
+            await asyncio.sleep(0.01)
+        assert (await (await engine.submit(params(seed=9), user_id=9)).result()).seed == 9
+    finally:
+        second_may_load.set()
+        await engine.close()
+
+
+async def test_a_device_that_fails_to_load_leaves_the_others_serving(loader) -> None:
+    calls = 0
+
+    def second_fails(device: torch.device) -> KandinskyPipelines:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("CUDA error: uncorrectable ECC error encountered")
+        return loader(device)
+
+    engine = await started(GenerationEngine([CPU, CPU], second_fails))
+    try:
+        job = await engine.submit(params(seed=4), user_id=1)
+        assert (await asyncio.wait_for(job.result(), 60)).seed == 4
+        while calls < 2:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        assert engine.status().models is ModelState.READY
+        assert engine.status().ready_devices == ["cpu"]
+        assert (await (await engine.submit(params(seed=5), user_id=1)).result()).seed == 5
     finally:
         await engine.close()
