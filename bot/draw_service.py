@@ -491,6 +491,7 @@ class DrawService:
             log.warning("job %s: drawn, but another replica has it now: not delivered from here", ticket.journal_id)
             ticket.settled = True
             return
+        await self._find_status(ticket)  # to delete once the picture is sent
         try:
             await send_picture(
                 self._bot,
@@ -539,10 +540,10 @@ class DrawService:
             ticket.status = await self._send_notice(ticket.chat_id, ticket.message_id, line, keyboard, job.future)
         job = ticket.job
         assert job is not None
-        # Shared: the accepting replica may send the status message after the claim; the
-        # lease renewals bring its id (leases_renewed).
+        # Shared: the accepting replica may send the status message after the claim.
         while self.shared and ticket.status is None and not job.future.done():
             await asyncio.wait({job.future}, timeout=self._interval)
+            await self._find_status(ticket)
         if ticket.status is not None:
             await track_progress(ticket.status, job, self._engine, ticket.lang, self._interval, ticket.journal_id)
 
@@ -550,6 +551,17 @@ class DrawService:
         assert ticket.job is not None
         await ticket.job.started.wait()
         await self._mark_safely(ticket.journal_id, State.RUNNING)
+
+    async def _find_status(self, ticket: Ticket) -> None:
+        """Shared: the status message the accepting replica sent, if it has by now."""
+        if not self.shared or ticket.status is not None:
+            return
+        try:
+            message_id = await self._shared_jobs.status_message(ticket.journal_id)
+        except psycopg.Error as exc:
+            log.warning("job %s: status message not looked up: %s", ticket.journal_id, exc)
+            return
+        ticket.status = self._status_message(ticket.chat_id, message_id)
 
     async def _still_ours(self, ticket: Ticket) -> bool:
         """Shared: the row is still this replica's (its lease extended for the delivery)."""
@@ -598,6 +610,7 @@ class DrawService:
     async def _finish_status(self, ticket: Ticket, line: str) -> None:
         """Replace the status message (and its cancel button) with the final word; best
         effort, since the row is settled already (the user may have blocked the bot)."""
+        await self._find_status(ticket)
         try:
             if ticket.status is not None:
                 try:

@@ -400,6 +400,12 @@ class PgJobs:
             ).fetchone()
         return None if row is None else _state(row[0])
 
+    async def status_message(self, job_id: int) -> int | None:
+        """The id of the message showing a request's place and progress, once sent."""
+        async with self._pool.connection() as conn:
+            row = await (await conn.execute("SELECT status_message_id FROM jobs WHERE id = %s", (job_id,))).fetchone()
+        return None if row is None else row[0]
+
     async def progress_of(self, job_id: int) -> tuple[State | None, bool]:
         """(state, claimed by a live replica) of a request, as its acceptor follows it."""
         async with self._pool.connection() as conn:
