@@ -224,6 +224,27 @@ async def _settled(replica: Replica) -> bool:
     return all(state not in ("queued", "running") for state, _, _ in (await rows(replica)).values())
 
 
+async def test_a_request_another_replica_claimed_is_cancelled_before_it_is_drawn(
+    telegram: FakeTelegram, replicas
+) -> None:
+    accepting = await replicas("r1")
+    drawing = await replicas("r2", MAX_BATCH="1", MAX_STEPS="900")
+    await drawing.start_drawing()
+    await accepting.ask(telegram, 720, "keeps r2 busy", steps=100)
+    await telegram.wait_for("editMessageText", chat_id=720, text_contains="step", timeout=60)
+    message_id = await accepting.ask(telegram, 721, "claimed by r2, waiting there")
+    await until(lambda: _claimed_by(drawing, message_id, "r2"), timeout=30)
+    [status] = telegram.find("sendMessage", chat_id=721)
+    await accepting.press_cancel(status, user=721)
+    await telegram.wait_for("answerCallbackQuery", text="Cancelled.")
+    await telegram.wait_for("sendPhoto", chat_id=720, timeout=120)
+    await until(lambda: _true(not drawing.draws._tasks), timeout=30)
+    assert (await rows(drawing))[message_id][0] == "cancelled"
+    assert not telegram.find("sendPhoto", chat_id=721)  # never drawn, never sent
+    edits = telegram.find("editMessageText", chat_id=721)
+    assert edits[-1].data["text"] == "Cancelled."  # the last word, whatever r2 showed meanwhile
+
+
 async def test_a_replica_that_dies_drawing_has_its_job_redrawn_by_another_after_the_lease(
     telegram: FakeTelegram, replicas
 ) -> None:
