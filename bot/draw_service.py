@@ -85,6 +85,7 @@ class Ticket:
     request_params: GenerationParams | None = None  # what was asked, while there is no job
     claimed_at: float = 0.0  # time.monotonic() of the claim, for a job from the shared queue
     lost: bool = False  # its lease ran out: another replica has its row now
+    cancelled_elsewhere: bool = False  # cancelled through another replica after this one claimed it
 
     @property
     def params(self) -> GenerationParams:
@@ -254,8 +255,7 @@ class DrawService:
 
     async def cancel_request(self, journal_id: int, user_id: int) -> CancelOutcome:
         """Cancel a waiting request for the user who asked for it; with the shared queue,
-        whichever replica accepted it, while no replica has claimed it yet (or this one
-        did and has not started it)."""
+        whichever replica accepted it or claimed it, while none draws it yet."""
         ticket = self._tickets.get(journal_id)
         if not self.shared or (ticket is not None and ticket.job is not None and not ticket.job.future.done()):
             return self.cancel(journal_id, user_id)
@@ -358,22 +358,32 @@ class DrawService:
         message = Message(message_id=message_id, date=datetime.now(UTC), chat=Chat(id=chat_id, type="private"))
         return message.as_(self._bot)
 
-    def leases_renewed(self, held: dict[int, int | None], asked_at: float) -> None:
+    async def leases_renewed(self, held: dict[int, int | None], asked_at: float) -> None:
         """The rows still this replica's after a lease renewal (asked at ``asked_at``,
-        time.monotonic()), each with its status message's id. A request whose row is
-        gone (its lease ran out and another replica took it) is dropped here if it still
-        waits; one drawing is not delivered from here (``_deliver`` checks)."""
+        time.monotonic()), each with its status message's id. A request whose row is no
+        longer this replica's (cancelled through another replica, or its lease ran out and
+        another replica took it) is dropped here if it still waits; one drawing is not
+        delivered from here (``_deliver`` checks)."""
+        gone = {}
         for journal_id, ticket in list(self._tickets.items()):
-            if ticket.job is None or ticket.claimed_at > asked_at or ticket.settled:
+            if ticket.job is None or ticket.claimed_at > asked_at or ticket.settled or ticket.lost:
                 continue
             if journal_id not in held:
-                if not ticket.lost:
-                    log.warning("job %s: no longer this replica's (its lease ran out)", journal_id)
-                ticket.lost = True
-                if ticket.job.state is JobState.QUEUED:
-                    self._engine.cancel(ticket.job)
+                gone[journal_id] = ticket
             elif ticket.status is None and held[journal_id] is not None:
                 ticket.status = self._status_message(ticket.chat_id, held[journal_id])
+        if not gone:
+            return
+        states = await self._shared_jobs.states(list(gone))
+        for journal_id, ticket in gone.items():
+            ticket.lost = True
+            if states.get(journal_id) is State.CANCELLED:
+                log.info("job %s: cancelled through another replica", journal_id)
+                ticket.cancelled_elsewhere = True
+            else:
+                log.warning("job %s: no longer this replica's (its lease ran out)", journal_id)
+            if ticket.job is not None and ticket.job.state is JobState.QUEUED:
+                self._engine.cancel(ticket.job)
 
     async def _settle_unreadable(self, row: Unreadable) -> None:
         log.error("job %s: journal row unreadable, marked failed: %s", row.id, row.reason)
@@ -470,6 +480,8 @@ class DrawService:
         except JobCancelled:
             await self._settle(ticket, State.CANCELLED)
             _log_job(ticket, "cancelled")
+            if ticket.cancelled_elsewhere:  # the progress shown here may have hidden the word
+                await self._finish_status(ticket, text(ticket.lang, "cancelled"))
             return
         except GenerationError as exc:
             if self.shared and isinstance(exc, ModelsUnavailable):
@@ -488,9 +500,17 @@ class DrawService:
             tracker.cancel()
             started.cancel()
         if self.shared and (ticket.lost or not await self._still_ours(ticket)):
-            log.warning("job %s: drawn, but another replica has it now: not delivered from here", ticket.journal_id)
             ticket.settled = True
+            with contextlib.suppress(*STORE_ERRORS):
+                state = (await self._shared_jobs.states([ticket.journal_id])).get(ticket.journal_id)
+                ticket.cancelled_elsewhere = state is State.CANCELLED
+            if ticket.cancelled_elsewhere:
+                _log_job(ticket, "cancelled")
+                await self._finish_status(ticket, text(ticket.lang, "cancelled"))
+            else:
+                log.warning("job %s: drawn, but another replica has it now: not sent from here", ticket.journal_id)
             return
+        await self._find_status(ticket)  # to delete once the picture is sent
         try:
             await send_picture(
                 self._bot,
@@ -539,10 +559,10 @@ class DrawService:
             ticket.status = await self._send_notice(ticket.chat_id, ticket.message_id, line, keyboard, job.future)
         job = ticket.job
         assert job is not None
-        # Shared: the accepting replica may send the status message after the claim; the
-        # lease renewals bring its id (leases_renewed).
+        # Shared: the accepting replica may send the status message after the claim.
         while self.shared and ticket.status is None and not job.future.done():
             await asyncio.wait({job.future}, timeout=self._interval)
+            await self._find_status(ticket)
         if ticket.status is not None:
             await track_progress(ticket.status, job, self._engine, ticket.lang, self._interval, ticket.journal_id)
 
@@ -550,6 +570,17 @@ class DrawService:
         assert ticket.job is not None
         await ticket.job.started.wait()
         await self._mark_safely(ticket.journal_id, State.RUNNING)
+
+    async def _find_status(self, ticket: Ticket) -> None:
+        """Shared: the status message the accepting replica sent, if it has by now."""
+        if not self.shared or ticket.status is not None:
+            return
+        try:
+            message_id = await self._shared_jobs.status_message(ticket.journal_id)
+        except psycopg.Error as exc:
+            log.warning("job %s: status message not looked up: %s", ticket.journal_id, exc)
+            return
+        ticket.status = self._status_message(ticket.chat_id, message_id)
 
     async def _still_ours(self, ticket: Ticket) -> bool:
         """Shared: the row is still this replica's (its lease extended for the delivery)."""
@@ -598,6 +629,7 @@ class DrawService:
     async def _finish_status(self, ticket: Ticket, line: str) -> None:
         """Replace the status message (and its cancel button) with the final word; best
         effort, since the row is settled already (the user may have blocked the bot)."""
+        await self._find_status(ticket)
         try:
             if ticket.status is not None:
                 try:

@@ -339,28 +339,23 @@ class PgJobs:
             return cursor.rowcount == 1
 
     async def cancel(self, job_id: int, user_id: int) -> str:
-        """Cancel a request for ``user_id`` while it waits unclaimed: "cancelled",
-        "not_yours", "too_late" (claimed: a replica is about to draw it, or draws it) or
-        "gone" (ended, or no such request)."""
+        """Cancel a request for ``user_id`` while it waits, claimed by a replica or not
+        (the replica that claimed it learns it at its next renewal, and neither draws nor
+        sends it): "cancelled", "not_yours", "too_late" (being drawn) or "gone" (ended, or
+        no such request)."""
         async with self._pool.connection() as conn, conn.transaction():
             row = await (
-                await conn.execute(
-                    "SELECT user_id, state, owner IS NOT NULL AND lease_until >= now() FROM jobs"
-                    " WHERE id = %s FOR UPDATE",
-                    (job_id,),
-                )
+                await conn.execute("SELECT user_id, state FROM jobs WHERE id = %s FOR UPDATE", (job_id,))
             ).fetchone()
             if row is None or row[1] not in (State.QUEUED, State.RUNNING):
                 return "gone"
-            asker, state, claimed = row
+            asker, state = row
             if asker != user_id:
                 return "not_yours"
-            if state != State.QUEUED or claimed:
+            if state != State.QUEUED:
                 return "too_late"
             await conn.execute(
-                "UPDATE jobs SET state = 'cancelled', owner = NULL, lease_until = NULL, updated_at = now()"
-                " WHERE id = %s",
-                (job_id,),
+                "UPDATE jobs SET state = 'cancelled', lease_until = NULL, updated_at = now() WHERE id = %s", (job_id,)
             )
             await conn.execute("DELETE FROM job_images WHERE job_id = %s", (job_id,))
         return "cancelled"
@@ -399,6 +394,20 @@ class PgJobs:
                 )
             ).fetchone()
         return None if row is None else _state(row[0])
+
+    async def states(self, job_ids: Sequence[int]) -> dict[int, State | None]:
+        """The state of each of these requests (those that exist)."""
+        async with self._pool.connection() as conn:
+            rows = await (
+                await conn.execute("SELECT id, state FROM jobs WHERE id = ANY(%s)", (list(job_ids),))
+            ).fetchall()
+        return {job_id: _state(state) for job_id, state in rows}
+
+    async def status_message(self, job_id: int) -> int | None:
+        """The id of the message showing a request's place and progress, once sent."""
+        async with self._pool.connection() as conn:
+            row = await (await conn.execute("SELECT status_message_id FROM jobs WHERE id = %s", (job_id,))).fetchone()
+        return None if row is None else row[0]
 
     async def progress_of(self, job_id: int) -> tuple[State | None, bool]:
         """(state, claimed by a live replica) of a request, as its acceptor follows it."""

@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LEASE_S = 30.0  # a dead replica's requests wait this long before another draws them
 CLAIM_INTERVAL_S = 0.25  # how often an idle replica looks for work
+# Leases are renewed every lease / 4, at least this often: a request cancelled through
+# another replica after this one claimed it is dropped within this time.
+RENEW_MAX_S = 2.0
 
 
 class SharedQueue:
@@ -108,11 +111,11 @@ class SharedQueue:
             try:
                 asked_at = time.monotonic()
                 held = await self.jobs.renew(self.replica_id, self.lease_s)
-                self.draws.leases_renewed(held, asked_at)
+                await self.draws.leases_renewed(held, asked_at)
             except Exception:
                 log.exception("renewing the leases failed")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopped.wait(), self.lease_s / 4)
+                await asyncio.wait_for(self._stopped.wait(), min(self.lease_s / 4, RENEW_MAX_S))
 
 
 async def start_shared_draws(
@@ -144,7 +147,7 @@ async def start_shared_draws(
 
     The claim loop claims only once the engine's models are ready, so it may start
     before ``engine.start()``. ``lease_s``: how long a dead replica's requests wait
-    before another replica draws them (renewed every lease_s / 4 while alive)."""
+    before another replica draws them (renewed every lease_s / 4, at most 2 s, while alive)."""
     draws = DrawService(
         bot, engine, jobs, settings.progress_interval_s, translator, replica_id=replica_id, lease_s=lease_s
     )

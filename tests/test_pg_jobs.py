@@ -199,18 +199,22 @@ async def test_rows_as_another_version_wrote_them(replicas) -> None:
     assert isinstance(claimed[lost], Unreadable) and claimed[lost].message == "pics-core-missing-pictures"
 
 
-async def test_cancel_only_while_waiting_unclaimed(replicas) -> None:
+async def test_cancel_only_while_waiting(replicas) -> None:
     one, two = replicas
-    waiting = await add(one, 1)
-    claimed = await add(one, 1)
+    drawing, claimed, waiting = [await add(one, 1) for _ in range(3)]
     assert await two.cancel(waiting, 2) == "not_yours"
-    assert await claim_ids(one, "r1") == [waiting]
-    assert await two.cancel(waiting, 1) == "too_late"  # claimed by r1
-    assert await two.cancel(claimed, 1) == "cancelled"  # from the other replica
-    assert await one.cancel(claimed, 1) == "gone"
+    assert await claim_ids(one, "r1", limit=2) == [drawing, claimed]
+    assert await one.start(drawing, "r1")
+    assert await two.cancel(drawing, 1) == "too_late"  # r1 draws it
+    assert await two.cancel(claimed, 1) == "cancelled"  # r1 holds it, not drawing yet
+    assert await two.cancel(waiting, 1) == "cancelled"  # accepted by r1, cancelled through r2
+    assert await one.cancel(waiting, 1) == "gone"
+    assert await one.renew("r1", 30) == {drawing: None}  # r1 learns it need not draw it
+    assert not await one.start(claimed, "r1") and not await one.settle(claimed, "r1", State.SENT)
     assert await claim_ids(one, "r1") == []  # never drawn
-    assert await one.set_status_message(claimed, 77) is State.CANCELLED
-    assert await one.counts() == {"queued": 1, "cancelled": 1}
+    assert await one.set_status_message(waiting, 77) is State.CANCELLED
+    assert await one.states([drawing, claimed, 404]) == {drawing: State.RUNNING, claimed: State.CANCELLED}
+    assert await one.counts() == {"running": 1, "cancelled": 2}
 
 
 async def test_status_message_reaches_the_replica_that_draws(replicas) -> None:

@@ -166,6 +166,34 @@ async def test_the_replica_that_draws_edits_the_status_message_another_sent(tele
     assert (await rows(accepting))[message_id] == ("sent", "r2", 1)
 
 
+async def test_a_status_message_sent_after_the_claim_still_shows_progress_and_goes(
+    telegram: FakeTelegram, replicas
+) -> None:
+    """The accepting replica was slow to send its status message: the replica that claimed
+    the request meanwhile finds it, edits it, and deletes it once the picture is sent (no
+    lease renewal in this test brings it: the lease is long)."""
+    accepting = await replicas("r1", lease_s=600)
+    drawing = await replicas("r2", lease_s=600, MAX_STEPS="200")
+    await drawing.start_drawing()
+    ticket = await accepting.draws.submit(
+        params=GenerationParams("slow status", 64, 64, 40, 4.0, 1.0, seed=1),
+        as_document=False, chat_id=610, message_id=1, user_id=610, lang="en",
+    )  # fmt: skip
+    assert ticket is not None
+    await until(lambda: _claimed_by(drawing, 1, "r2"), timeout=30)
+    status = await accepting.bot.send_message(610, await accepting.draws.status_text(ticket))
+    accepting.draws.follow(ticket, status)
+    [edit] = await telegram.wait_for("editMessageText", chat_id=610, text_contains="step", timeout=60)
+    assert int(edit.data["message_id"]) == status.message_id
+    await telegram.wait_for("sendPhoto", chat_id=610, timeout=120)
+    [deleted] = await telegram.wait_for("deleteMessage", chat_id=610, timeout=10)
+    assert int(deleted.data["message_id"]) == status.message_id
+
+
+async def _claimed_by(replica: Replica, message_id: int, owner: str) -> bool:
+    return (await rows(replica)).get(message_id, ("", None, 0))[1] == owner
+
+
 async def test_queue_place_comes_from_the_shared_queue_and_cancel_works_from_another_replica(
     telegram: FakeTelegram, replicas
 ) -> None:
@@ -194,6 +222,27 @@ async def test_queue_place_comes_from_the_shared_queue_and_cancel_works_from_ano
 
 async def _settled(replica: Replica) -> bool:
     return all(state not in ("queued", "running") for state, _, _ in (await rows(replica)).values())
+
+
+async def test_a_request_another_replica_claimed_is_cancelled_before_it_is_drawn(
+    telegram: FakeTelegram, replicas
+) -> None:
+    accepting = await replicas("r1")
+    drawing = await replicas("r2", MAX_BATCH="1", MAX_STEPS="900")
+    await drawing.start_drawing()
+    await accepting.ask(telegram, 720, "keeps r2 busy", steps=100)
+    await telegram.wait_for("editMessageText", chat_id=720, text_contains="step", timeout=60)
+    message_id = await accepting.ask(telegram, 721, "claimed by r2, waiting there")
+    await until(lambda: _claimed_by(drawing, message_id, "r2"), timeout=30)
+    [status] = telegram.find("sendMessage", chat_id=721)
+    await accepting.press_cancel(status, user=721)
+    await telegram.wait_for("answerCallbackQuery", text="Cancelled.")
+    await telegram.wait_for("sendPhoto", chat_id=720, timeout=120)
+    await until(lambda: _true(not drawing.draws._tasks), timeout=30)
+    assert (await rows(drawing))[message_id][0] == "cancelled"
+    assert not telegram.find("sendPhoto", chat_id=721)  # never drawn, never sent
+    edits = telegram.find("editMessageText", chat_id=721)
+    assert edits[-1].data["text"] == "Cancelled."  # the last word, whatever r2 showed meanwhile
 
 
 async def test_a_replica_that_dies_drawing_has_its_job_redrawn_by_another_after_the_lease(
