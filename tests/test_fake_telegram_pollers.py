@@ -11,8 +11,8 @@ from conftest import TOKEN
 from fake_telegram import FakeTelegram
 
 
-async def _poll(session: aiohttp.ClientSession, url: str, offset: int = 0) -> tuple[int, dict]:
-    async with session.post(f"{url}/bot{TOKEN}/getUpdates", json={"offset": offset, "timeout": 1}) as response:
+async def _poll(session: aiohttp.ClientSession, url: str, timeout: int = 1) -> tuple[int, dict]:
+    async with session.post(f"{url}/bot{TOKEN}/getUpdates", json={"offset": 0, "timeout": timeout}) as response:
         return response.status, await response.json()
 
 
@@ -42,7 +42,7 @@ async def test_a_poller_that_hung_up_is_no_conflict(telegram: FakeTelegram) -> N
     await gone.close()
     await asyncio.sleep(0.05)
     async with aiohttp.ClientSession() as survivor:
-        status, body = await _poll(survivor, telegram.url)
+        status, body = await _poll(survivor, telegram.url, timeout=0)
     assert status == 200 and body["result"] == []
     assert telegram.conflicts == 0
 
@@ -50,5 +50,5 @@ async def test_a_poller_that_hung_up_is_no_conflict(telegram: FakeTelegram) -> N
 async def test_polls_one_after_another_are_no_conflict(telegram: FakeTelegram) -> None:
     async with aiohttp.ClientSession() as session:
         for _ in range(2):
-            assert (await _poll(session, telegram.url))[0] == 200
+            assert (await _poll(session, telegram.url, timeout=0))[0] == 200
     assert telegram.conflicts == 0
