@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from bot.inbox import Inbox
 from bot.journal import Journal
@@ -17,6 +17,10 @@ from config import Settings
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
 
+    from bot.pg_inbox import PgUpdates
+    from bot.pg_jobs import PgJobs
+    from bot.pg_settings import PgSettings
+
 log = logging.getLogger(__name__)
 
 
@@ -26,9 +30,9 @@ class Stores:
     synchronous classes as before; PostgreSQL: PgJobs, PgUpdates and PgSettings over one
     pool, and the id this replica is known by."""
 
-    journal: Any  # Journal | PgJobs
-    inbox: Any  # Inbox | PgUpdates
-    user_settings: Any  # UserSettings | PgSettings
+    journal: Journal | PgJobs
+    inbox: Inbox | PgUpdates
+    user_settings: UserSettings | PgSettings
     pool: AsyncConnectionPool | None = None
     replica_id: str = ""
 
