@@ -16,6 +16,7 @@ import contextlib
 import logging
 import time
 
+import psycopg
 from aiogram import Bot
 
 from bot.draw_service import DrawService
@@ -31,6 +32,7 @@ CLAIM_INTERVAL_S = 0.25  # how often an idle replica looks for work
 # Leases are renewed every lease / 4, at least this often: a request cancelled through
 # another replica after this one claimed it is dropped within this time.
 RENEW_MAX_S = 2.0
+RETRY_S = 2.0  # after the database refused a claim
 
 
 class SharedQueue:
@@ -97,14 +99,18 @@ class SharedQueue:
 
     async def _claim_loop(self) -> None:
         while not self._stopped.is_set():
+            pause = self.claim_interval_s
             try:
                 claimed = await self.claim_once()
-            except Exception:  # the database away for a moment: try again
+            except psycopg.Error as exc:  # the database away for a moment: try again, a little later
+                log.warning("claiming jobs failed: %s: %s", type(exc).__name__, exc)
+                claimed, pause = 0, max(pause, RETRY_S)
+            except Exception:
                 log.exception("claiming jobs failed")
-                claimed = 0
+                claimed, pause = 0, max(pause, RETRY_S)
             if not claimed:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopped.wait(), self.claim_interval_s)
+                    await asyncio.wait_for(self._stopped.wait(), pause)
 
     async def _renew_loop(self) -> None:
         while not self._stopped.is_set():
@@ -112,6 +118,8 @@ class SharedQueue:
                 asked_at = time.monotonic()
                 held = await self.jobs.renew(self.replica_id, self.lease_s)
                 await self.draws.leases_renewed(held, asked_at)
+            except psycopg.Error as exc:  # the leases may run out: fencing keeps the work right
+                log.warning("renewing the leases failed: %s: %s", type(exc).__name__, exc)
             except Exception:
                 log.exception("renewing the leases failed")
             with contextlib.suppress(TimeoutError):

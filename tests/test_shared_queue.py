@@ -59,7 +59,7 @@ class Replica:
         await self.bot.session.close()
         await self.pool.close()
 
-    async def ask(self, telegram: FakeTelegram, user: int, prompt: str, steps: int = 2) -> int:
+    async def ask(self, telegram: FakeTelegram, user: int, prompt: str, steps: int = 2, refused: bool = False) -> int:
         """A user's /draw arrives at this replica; the request's message id."""
         message_id = await telegram.send_text(f"/draw {prompt}", user_id=user)
         message = Message(
@@ -71,7 +71,7 @@ class Replica:
         ).as_(self.bot)
         params = GenerationParams(prompt, 64, 64, steps, 4.0, 1.0, seed=user)
         accepted = await draw_handlers.queue(message, params, False, self.draws, self.engine, self.settings, "en")
-        assert accepted is not None, f"{prompt} refused"
+        assert (accepted is None) == refused, f"{prompt}: {accepted}"
         return message_id
 
     async def press_cancel(self, status: Call, user: int) -> None:
@@ -192,6 +192,19 @@ async def test_a_status_message_sent_after_the_claim_still_shows_progress_and_go
 
 async def _claimed_by(replica: Replica, message_id: int, owner: str) -> bool:
     return (await rows(replica)).get(message_id, ("", None, 0))[1] == owner
+
+
+async def test_the_caps_hold_across_replicas(telegram: FakeTelegram, replicas) -> None:
+    one = await replicas("r1", MAX_PENDING_PER_USER="2", MAX_QUEUE="3")  # neither draws
+    two = await replicas("r2", MAX_PENDING_PER_USER="2", MAX_QUEUE="3")
+    await one.ask(telegram, 730, "first")
+    await two.ask(telegram, 730, "second")
+    await one.ask(telegram, 730, "third", refused=True)
+    await telegram.wait_for("sendMessage", chat_id=730, text_contains="as many requests waiting as one person")
+    await two.ask(telegram, 731, "fills the queue")
+    await one.ask(telegram, 732, "one too many", refused=True)
+    await telegram.wait_for("sendMessage", chat_id=732, text_contains="very busy")
+    assert await one.jobs.depth() == 3
 
 
 async def test_queue_place_comes_from_the_shared_queue_and_cancel_works_from_another_replica(
