@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from generation.compile_cache import CacheFiller
 from generation.errors import (
     BatchAborted,
     GenerationError,
@@ -102,6 +103,9 @@ class EngineStatus:
     # Loading again after the models were ready: the old ones finish the running batch and
     # requests wait for the new ones (busy, not broken; unlike the first load or a failure).
     reloading: bool = False
+    # Drawing uncompiled while the compiled forms are made (a child process fills the
+    # compile cache, then each worker compiles between batches): busy, not broken.
+    compiling: bool = False
 
     @property
     def healthy(self) -> bool:
@@ -121,7 +125,10 @@ class GenerationEngine:
         max_batch: int = 8,
         max_queue: int = 100,
         max_pending_per_user: int = 3,
+        cache_filler: CacheFiller | None = None,
     ) -> None:
+        """``cache_filler``: for pipelines loaded to compile later (``compile_later``):
+        makes the compile cache warm, after which each worker compiles between batches."""
         self._workers = [DeviceWorker(device, i) for i, device in enumerate(devices)]
         self._loader = loader
         self._max_batch = max_batch
@@ -143,6 +150,9 @@ class GenerationEngine:
         # SHUTDOWN_GRACE_S instead of waiting (the process can't exit before the worker
         # thread ends) for a result nobody will deliver.
         self._aborting = threading.Event()
+        self._cache_filler = cache_filler
+        self._compile_task: asyncio.Task | None = None
+        self._compiling = False
 
     # -- life cycle -----------------------------------------------------------------
 
@@ -162,9 +172,10 @@ class GenerationEngine:
         """Stop at once: a running batch is abandoned at its next decoder step, waiting
         requests fail (the caller keeps what it wants to serve again, e.g. in a journal)."""
         self._aborting.set()
-        for task in self._tasks:
+        compiling = [self._compile_task] if self._compile_task is not None else []
+        for task in [*self._tasks, *compiling]:
             task.cancel()
-        await asyncio.gather(*self._tasks, *self._finishing, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *compiling, *self._finishing, return_exceptions=True)
         self._png.shutdown()
         for job in self._queue.drain():
             self._fail(job, GenerationError("the bot is shutting down"))
@@ -185,6 +196,7 @@ class GenerationEngine:
         requests are told the models are unavailable.
         """
         async with self._reload_lock:
+            await self._stop_compiling()
             await self._queue.set_paused(True)
             self._reloading = self._state is ModelState.READY
             self._state, self._error = ModelState.LOADING, None
@@ -209,6 +221,48 @@ class GenerationEngine:
             log.info("models ready on %s", ", ".join(str(w.device) for w in self._workers))
             if self._accepting:
                 await self._queue.set_paused(False)
+            if any(w.compile_pending for w in self._workers):
+                self._compiling = True
+                self._compile_task = asyncio.create_task(self._compile_in_background(), name="background compile")
+
+    # -- compiling while serving ------------------------------------------------------
+
+    async def _compile_in_background(self) -> None:
+        """Serve uncompiled while the compile cache fills (a child process), then compile
+        each worker's pipelines on its own thread, step by step between batches."""
+        try:
+            if self._cache_filler is None or not await self._cache_filler.fill():
+                return
+            for worker in self._workers:
+                if not worker.compile_pending:
+                    continue
+                sizes = await self._between_batches(worker, None)
+                for size in sizes or ():
+                    if await self._between_batches(worker, size) is None:
+                        break  # failed: logged, that worker draws uncompiled
+        except Exception:  # never let it take serving down
+            log.exception("compiling in the background failed")
+        finally:
+            self._compiling = False
+
+    async def _between_batches(self, worker: DeviceWorker, batch_size: int | None) -> tuple[int, ...] | None:
+        # Every worker waits meanwhile, not only this one: tracing patches torch.nn.Module
+        # for the whole process (torch.fx), which another worker thread drawing would hit.
+        async with contextlib.AsyncExitStack() as held:
+            for each in self._workers:
+                await held.enter_async_context(each.busy)
+            return await worker.compile_step(batch_size)
+
+    async def _stop_compiling(self) -> None:
+        task, self._compile_task = self._compile_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        self._compiling = False
+
+    def compiled_devices(self) -> list[str]:
+        """The devices drawing every batch size with compiled forms."""
+        return [str(w.device) for w in self._workers if w.serving_compiled]
 
     # -- requests -------------------------------------------------------------------
 
@@ -288,6 +342,7 @@ class GenerationEngine:
             images_per_minute=recent / (self.RATE_WINDOW_S / 60),
             gpu_memory_bytes=sum(cuda_memory) if cuda_memory else None,
             reloading=self._reloading,
+            compiling=self._compiling,
         )
 
     # -- workers --------------------------------------------------------------------
