@@ -93,6 +93,7 @@ def compile_now(job: CompileJob) -> bool:
     caches are warm. False when compiling failed or COMPILE leaves nothing to compile."""
     import torch
 
+    from generation.compiled import BACKEND_VARIABLE
     from generation.devices import resolve_dtype
     from generation.pipelines import KandinskyPipelines
 
@@ -127,6 +128,7 @@ def compile_now(job: CompileJob) -> bool:
         "loaded_s": round(loaded - started, 1),
         "artifacts": saved,
         "inductor_cache": os.environ.get("TORCHINDUCTOR_CACHE_DIR"),
+        "backend": os.environ.get(BACKEND_VARIABLE, "inductor"),
     }
     _write(_stamp(job, key), json.dumps(stamp, indent=1).encode())
     log.info("compiled on %s in %.0f s; compile cache ready (%s)", device, stamp["compiled_s"], job.cache_dir)
@@ -153,29 +155,32 @@ def save_artifacts(path: Path) -> str | None:
     return _summary(info) or "?"
 
 
-_loaded_artifacts: set[Path] = set()
+_loaded_artifacts: dict[Path, bool] = {}  # tried once per process: did it load?
 _loading = threading.Lock()
 
 
 def load_artifacts(path: Path) -> bool:
-    """Put a portable cache file into torch's on-disk caches (once per file and process).
-    False when there is none, or this torch has no portable cache or cannot read it."""
+    """Put a portable cache file into torch's on-disk caches (tried once per file and
+    process). False when there is none, or this torch has no portable cache or cannot read it."""
     with _loading:
-        if path in _loaded_artifacts or not path.is_file():
-            return False
-        _loaded_artifacts.add(path)
-        import torch
+        if path not in _loaded_artifacts:
+            _loaded_artifacts[path] = _load_artifacts(path)
+        return _loaded_artifacts[path]
 
-        load = getattr(torch.compiler, "load_cache_artifacts", None)
-        if load is None:
-            return False
-        try:
-            info = load(path.read_bytes())
-        except Exception:  # another torch's file, a truncated one: compile as if none
-            log.warning("could not load the compile cache %s; compiling without it", path, exc_info=True)
-            return False
-        log.info("compile cache loaded from %s: %s", path, _summary(info) or "nothing new")
-        return True
+
+def _load_artifacts(path: Path) -> bool:
+    import torch
+
+    load = getattr(torch.compiler, "load_cache_artifacts", None)
+    if load is None or not path.is_file():
+        return False
+    try:
+        info = load(path.read_bytes())
+    except Exception:  # another torch's file, a truncated one: compile as if none
+        log.warning("could not load the compile cache %s; compiling without it", path, exc_info=True)
+        return False
+    log.info("compile cache loaded from %s: %s", path, _summary(info) or "nothing new")
+    return True
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -199,13 +204,10 @@ class CacheFiller:
         self.job = job
         self._process: asyncio.subprocess.Process | None = None
 
-    def is_warm(self) -> bool:
-        return _stamp(self.job, cache_key(self.job)).is_file()
-
     async def fill(self) -> bool:
         """True once the cache is warm; False (logged once) when the compile failed."""
         key = await asyncio.to_thread(cache_key, self.job)
-        if not _stamp(self.job, key).is_file():
+        if not await asyncio.to_thread(_warm, self.job, key):
             log.info("compiling on %s in a child process; drawing uncompiled meanwhile", self.job.device)
             started = time.monotonic()
             code = await self._run_child()
@@ -217,8 +219,24 @@ class CacheFiller:
                 )
                 return False
             log.info("compile cache filled in %.0f s", time.monotonic() - started)
-        await asyncio.to_thread(load_artifacts, _artifacts(self.job, key))
+        await asyncio.to_thread(load_artifacts, _artifacts(self.job, key))  # once: done if _warm did
         return True
+
+
+def _warm(job: CompileJob, key: str) -> bool:
+    """Whether a compile left its caches for ``key``: its stamp, and its portable cache
+    file or the on-disk cache it filled (a stamp without them would make the bot compile
+    from scratch on its worker thread, stalling users for minutes)."""
+    try:
+        stamp = json.loads(_stamp(job, key).read_text())
+    except (OSError, ValueError):
+        return False
+    if stamp.get("artifacts") and _artifacts(job, key).is_file():
+        return load_artifacts(_artifacts(job, key))
+    if stamp.get("backend") != "inductor":  # a test's backend: nothing on disk to check
+        return True
+    filled = stamp.get("inductor_cache")
+    return filled == os.environ.get("TORCHINDUCTOR_CACHE_DIR") and (filled is None or Path(filled).is_dir())
 
     async def _run_child(self) -> int:
         env = dict(os.environ)
