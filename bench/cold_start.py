@@ -307,6 +307,9 @@ def main() -> None:
     cache, data = work / "inductor-cache", work / "data"
     data.mkdir(parents=True, exist_ok=True)
     for name in args.starts:
+        if name == "warm" and result["starts"] and not list((data / "compile-cache").glob("*.json")):
+            result["starts"].append({"start": name, "error": "skipped: the cold start left no compile cache"})
+            continue
         budget = args.cold_budget_s if name == "cold" else args.warm_budget_s
         start = run_start(args, name, budget, args.users if name == "warm" else 0, cache, data)
         result["starts"].append(start)
