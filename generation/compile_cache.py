@@ -222,22 +222,6 @@ class CacheFiller:
         await asyncio.to_thread(load_artifacts, _artifacts(self.job, key))  # once: done if _warm did
         return True
 
-
-def _warm(job: CompileJob, key: str) -> bool:
-    """Whether a compile left its caches for ``key``: its stamp, and its portable cache
-    file or the on-disk cache it filled (a stamp without them would make the bot compile
-    from scratch on its worker thread, stalling users for minutes)."""
-    try:
-        stamp = json.loads(_stamp(job, key).read_text())
-    except (OSError, ValueError):
-        return False
-    if stamp.get("artifacts") and _artifacts(job, key).is_file():
-        return load_artifacts(_artifacts(job, key))
-    if stamp.get("backend") != "inductor":  # a test's backend: nothing on disk to check
-        return True
-    filled = stamp.get("inductor_cache")
-    return filled == os.environ.get("TORCHINDUCTOR_CACHE_DIR") and (filled is None or Path(filled).is_dir())
-
     async def _run_child(self) -> int:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
@@ -253,6 +237,22 @@ def _warm(job: CompileJob, key: str) -> bool:
                     process.kill()
                 with contextlib.suppress(Exception):
                     await asyncio.shield(process.wait())
+
+
+def _warm(job: CompileJob, key: str) -> bool:
+    """Whether a compile left its caches for ``key``: its stamp, and its portable cache
+    file or the on-disk cache it filled (a stamp without them would make the bot compile
+    from scratch on its worker thread, stalling users for minutes)."""
+    try:
+        stamp = json.loads(_stamp(job, key).read_text())
+    except (OSError, ValueError):
+        return False
+    if stamp.get("artifacts") and _artifacts(job, key).is_file():
+        return load_artifacts(_artifacts(job, key))
+    if stamp.get("backend") != "inductor":  # a test's backend: nothing on disk to check
+        return True
+    filled = stamp.get("inductor_cache")
+    return filled == os.environ.get("TORCHINDUCTOR_CACHE_DIR") and (filled is None or Path(filled).is_dir())
 
 
 def main(argv: list[str]) -> int:
