@@ -10,6 +10,7 @@ this CPU. The bot always compiles with Inductor.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 import time
@@ -168,3 +169,22 @@ async def test_prefetch_compile_makes_the_next_start_compile_without_a_child_pro
         assert messages(caplog, "compiled drawing on cpu")
     finally:
         await engine.close()
+
+
+def test_a_stamp_whose_compile_cache_is_gone_is_not_trusted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trusting it, the worker thread would compile from scratch between two batches: minutes."""
+    from generation import compile_cache
+
+    monkeypatch.delenv(BACKEND_VARIABLE, raising=False)
+    cache = tmp_path / "torch-compile"
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(cache))
+    job = compile_cache.CompileJob("p", "d", "cpu", "auto", "true", False, 25, 8, 768, 768, str(tmp_path / "stamps"))
+    key = compile_cache.cache_key(job)
+    (tmp_path / "stamps").mkdir()
+    stamp = {"backend": "inductor", "inductor_cache": str(cache), "artifacts": None}
+    compile_cache._stamp(job, key).write_text(json.dumps(stamp))
+    assert not compile_cache._warm(job, key)  # the cache directory was deleted
+    cache.mkdir()
+    assert compile_cache._warm(job, key)
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "elsewhere"))
+    assert not compile_cache._warm(job, key)  # the bot compiles into another cache now
