@@ -226,7 +226,9 @@ class CacheFiller:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         command = [sys.executable, "-m", "generation.compile_cache", self.job.to_json()]
-        process = await asyncio.create_subprocess_exec(*command, env=env, stdin=asyncio.subprocess.DEVNULL)
+        process = await asyncio.create_subprocess_exec(
+            *command, env=env, stdin=asyncio.subprocess.DEVNULL, preexec_fn=_die_with_parent
+        )
         self._process = process
         try:
             return await process.wait()
@@ -237,6 +239,17 @@ class CacheFiller:
                     process.kill()
                 with contextlib.suppress(Exception):
                     await asyncio.shield(process.wait())
+
+
+def _die_with_parent() -> None:
+    """In the child, before it runs: on Linux, the kernel kills it when the bot dies (a
+    SIGKILL gives the bot no chance to), so no orphan keeps a GPU busy compiling."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        with contextlib.suppress(Exception):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _warm(job: CompileJob, key: str) -> bool:
