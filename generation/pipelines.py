@@ -91,8 +91,9 @@ class KandinskyPipelines:
         self._compiled_sizes: set[tuple[int, int]] = set()
         # Compiled prior only: the input row counts it was compiled for (see _compile).
         self._prior_shapes: tuple[int, ...] = ()
-        # Whether this draw's prior runs compiled (set by draw).
-        self._prior_compiled_now = False
+        # This draw's prior runs eager although compiled forms exist (set by draw: a batch
+        # size not warmed up yet while compiling in steps).
+        self._prior_eager_now = False
         # The size prepare() warmed up for; the compiled forms are warmed up for it too.
         self._prepared_size: tuple[int, int] | None = None
         # Compiling later: the mode. Compiling in steps (begin_compile): the batch sizes
@@ -344,7 +345,7 @@ class KandinskyPipelines:
             torch.Generator(self.device).manual_seed(p.seed) if p.mix else g
             for p, g in zip(batch, prior_generators, strict=True)
         ]
-        self._prior_compiled_now = self._prior_model is not None and self._serving_compiled_for(len(batch))
+        self._prior_eager_now = self._unet is not None and not self._serving_compiled_for(len(batch))
         image_embeds, negative_embeds = self._embeddings(batch, inputs, prior_generators)
         reporter = _StepReporter(self.device, decoder_steps(first), on_step)
 
@@ -471,8 +472,8 @@ class KandinskyPipelines:
                 prompts += prompts[:1] * padding
                 negatives += negatives[:1] * padding
                 if self._prior_model is not None:
-                    compiled = self._prior_compiled_now
-                    self.prior.prior = self._prior_model.for_requests(len(prompts)) if compiled else self._eager_prior
+                    eager = self._prior_eager_now
+                    self.prior.prior = self._eager_prior if eager else self._prior_model.for_requests(len(prompts))
                 out = self.prior(
                     prompt=prompts,
                     negative_prompt=negatives if with_negative else None,
@@ -496,7 +497,7 @@ class KandinskyPipelines:
         """
         if not rows:
             return []
-        shapes = self._prior_shapes if self._prior_compiled_now else ()
+        shapes = () if self._prior_eager_now else self._prior_shapes
         fits = sorted(shape // factor for shape in shapes if shape % factor == 0)
         if not fits:
             return [(rows, 0)]
