@@ -6,6 +6,7 @@ python main.py draw "a watercolor" --image in.png --strength 0.6 -o out.png
 python main.py vary in.png [text] -o out.png
 python main.py mix a.png b.png "in winter" --weights 0.4,0.4,0.2 -o out.png
 python main.py prefetch         download the models (and the translation model) into the Hugging Face cache
+python main.py prefetch --compile  and compile them as the bot will: a fast next start (on the GPU host)
 python main.py upscale in.png -o out.png [--seed N --steps N --strength X]
                                 a picture at twice the size (Lanczos, then img2img)
 """
@@ -90,8 +91,13 @@ def parse_command_line(argv: list[str]) -> argparse.Namespace:
     upscale.add_argument("--seed", type=int, metavar="N", help="repeat an upscale exactly")
     upscale.add_argument("--steps", type=int, metavar="N", help="decoder steps before strength (default DEFAULT_STEPS)")
     upscale.add_argument("--strength", type=float, metavar="X", help="how much may change, 0.05 to 1.0")
-    commands.add_parser(
+    prefetch_command = commands.add_parser(
         "prefetch", help="download both models and the translation model into the Hugging Face cache (HF_HOME)"
+    )
+    prefetch_command.add_argument(
+        "--compile",
+        action="store_true",
+        help="then compile the models as the bot does (COMPILE), filling the compile cache in DATA_DIR",
     )
     commands.add_parser("health", help="exit 0 if the running bot's /health says healthy (needs HTTP_PORT)")
     args = parser.parse_args(argv)
@@ -151,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     if upscaling is not None:
         return draw_once(settings, upscaling[0], Path(args.output), upscaling[1])
     if command == "prefetch":
-        return prefetch(settings)
+        code = prefetch(settings)
+        return prefetch_compile(settings) if code == 0 and args.compile else code
     from bot.app import run_bot  # after logging is set: importing torch takes seconds
 
     try:
@@ -352,7 +359,10 @@ def draw_once(settings: Settings, request: DrawRequest, output: Path, images: Se
     from generation.pipelines import decoder_steps
 
     async def run() -> int:
-        engine = create_engine(settings, warm_up_size=(request.params.width, request.params.height))
+        # Compiled before drawing: a compile left running in the background would hold the
+        # exit up for a picture drawn uncompiled anyway.
+        size = (request.params.width, request.params.height)
+        engine = create_engine(settings, warm_up_size=size, compile_in_background=False)
         await engine.start()
         translator = create_translator(settings)  # loads its model only for a text with Cyrillic
         try:
@@ -419,6 +429,32 @@ def prefetch(settings: Settings) -> int:
     return 0
 
 
+def prefetch_compile(settings: Settings) -> int:
+    """Compile the models as the bot will (each device, the default size), so that the
+    bot starts with a warm compile cache in DATA_DIR (generation.compile_cache). The cache
+    is per GPU: each of DEVICE's GPUs is compiled, one after another."""
+    import time
+
+    from generation.compile_cache import compile_now
+    from generation.composition import compile_job
+    from generation.devices import resolve_devices
+
+    for device in resolve_devices(settings.device):
+        job = compile_job(settings, str(device))
+        print(f"compiling on {job.device} (minutes with an empty compile cache) ...")
+        started = time.monotonic()
+        try:
+            compiled = compile_now(job)
+        except Exception as exc:  # the models could not load
+            print(f"Could not compile: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
+        if not compiled:
+            print(f"Nothing compiled (COMPILE={settings.compile} on {job.device}, or the log above says why)")
+            return 1 if settings.compile in ("default", "cudagraphs") else 0
+        print(f"compiled in {time.monotonic() - started:.0f} s; compile cache in {job.cache_dir}")
+    return 0
+
+
 def _is_hub_id(model: str) -> bool:
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id
@@ -478,7 +514,7 @@ def health(settings: Settings) -> int:
     print(json.dumps(status))
     # Reloading, or loading for the first time (a 10 GB download, then compiling): busy, not
     # broken, since the bot answers users and queues their requests. Failed models are broken.
-    busy = status.get("status") == "reloading" or status.get("models") == "loading"
+    busy = status.get("status") in ("reloading", "compiling") or status.get("models") == "loading"
     return 0 if status.get("status") == "healthy" or busy else 1
 
 

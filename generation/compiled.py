@@ -13,6 +13,7 @@ The forms never share a graph: torch.compile keeps each call's compiled code apa
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import defaultdict
 from collections.abc import Iterator
@@ -45,13 +46,26 @@ class CompiledByBatch:
     """The compiled forms of ``module`` and which one a call with ``count`` requests uses."""
 
     def __init__(self, module: torch.nn.Module, mode: str, static_sizes: tuple[int, ...] = (1,)) -> None:
-        self.static = {size: torch.compile(module, mode=mode, dynamic=False) for size in static_sizes}
-        self.batched = torch.compile(module, mode=mode)
+        self.static = {size: compile_module(module, mode, dynamic=False) for size in static_sizes}
+        self.batched = compile_module(module, mode)
         # Runs before the compiled code (hooks of the compiled wrapper are not traced).
         self.batched.register_forward_pre_hook(_mark_batch_dynamic, with_kwargs=True)
 
     def for_requests(self, count: int) -> torch.nn.Module:
         return self.static.get(count, self.batched)
+
+
+# The torch.compile backend; only tests set it (to "eager": Dynamo without Inductor's
+# minutes of C++ or Triton compiling), the bot always uses Inductor.
+BACKEND_VARIABLE = "KANDINSKY_COMPILE_BACKEND"
+
+
+def compile_module(module: Any, mode: str = "default", **options: Any) -> Any:
+    """``torch.compile`` with Inductor in ``mode``, or the backend ``BACKEND_VARIABLE`` names."""
+    backend = os.environ.get(BACKEND_VARIABLE, "inductor")
+    if backend != "inductor":
+        return torch.compile(module, backend=backend, **options)  # modes are Inductor's
+    return torch.compile(module, mode=mode, **options)
 
 
 def ready_thread_for_cuda_graphs() -> None:

@@ -7,19 +7,24 @@ engine without importing aiogram.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from generation.params import DrawLimits
 
 if TYPE_CHECKING:
     from config import Settings
+    from generation.compile_cache import CompileJob
     from generation.engine import GenerationEngine
     from generation.translation import Translator
 
 
-def create_engine(settings: Settings, *, warm_up_size: tuple[int, int] | None = None) -> GenerationEngine:
+def create_engine(
+    settings: Settings, *, warm_up_size: tuple[int, int] | None = None, compile_in_background: bool = True
+) -> GenerationEngine:
     """The engine as the settings describe it; warmed up (on CUDA) for the default size
-    unless another is named."""
+    unless another is named. ``compile_in_background``: serve uncompiled at once and switch
+    to the compiled models when they are ready (the bot); else compile before serving."""
     from generation.factory import build_engine  # imports torch: request_limits alone must not
 
     return build_engine(
@@ -34,6 +39,32 @@ def create_engine(settings: Settings, *, warm_up_size: tuple[int, int] | None = 
         max_batch=settings.max_batch,
         max_queue=settings.max_queue,
         max_pending_per_user=settings.max_pending_per_user,
+        compile_cache_dir=str(compile_cache_dir(settings)) if compile_in_background else None,
+    )
+
+
+def compile_cache_dir(settings: Settings) -> Path:
+    """The compile cache's stamps and portable cache file (generation.compile_cache), beside
+    torch's own cache (TORCHINDUCTOR_CACHE_DIR, main.use_compile_cache) in DATA_DIR."""
+    return Path(settings.data_dir) / "compile-cache"
+
+
+def compile_job(settings: Settings, device: str) -> CompileJob:
+    """The compile the bot runs in the background, for ``python main.py prefetch --compile``."""
+    from generation.compile_cache import CompileJob
+
+    return CompileJob(
+        prior_model=settings.prior_model,
+        decoder_model=settings.decoder_model,
+        device=device,
+        dtype=settings.dtype,
+        compile=settings.compile,
+        cpu_offload=settings.cpu_offload,
+        prior_steps=settings.prior_steps,
+        max_batch=settings.max_batch,
+        width=settings.default_width,
+        height=settings.default_height,
+        cache_dir=str(compile_cache_dir(settings)),
     )
 
 

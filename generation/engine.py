@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from generation.compile_cache import CacheFiller
 from generation.errors import (
     BatchAborted,
     GenerationError,
@@ -106,6 +107,9 @@ class EngineStatus:
     # The devices whose models are loaded and serving; while a host's other GPUs still
     # load (each compiles for minutes), the first one serves already.
     ready_devices: list[str] = dataclasses.field(default_factory=list)
+    # Drawing uncompiled while the compiled forms are made (a child process fills the
+    # compile cache, then each worker compiles between batches): busy, not broken.
+    compiling: bool = False
 
     @property
     def healthy(self) -> bool:
@@ -125,7 +129,11 @@ class GenerationEngine:
         max_batch: int = 8,
         max_queue: int = 100,
         max_pending_per_user: int = 3,
+        cache_fillers: Sequence[CacheFiller] = (),
     ) -> None:
+        """``cache_fillers``: for pipelines loaded to compile later (``compile_later``), one
+        per device in ``devices``' order: each makes its device's compile cache warm, after
+        which that device's worker compiles between batches."""
         self._workers = [DeviceWorker(device, i) for i, device in enumerate(devices)]
         self._loader = loader
         self._max_batch = max_batch
@@ -147,6 +155,9 @@ class GenerationEngine:
         # SHUTDOWN_GRACE_S instead of waiting (the process can't exit before the worker
         # thread ends) for a result nobody will deliver.
         self._aborting = threading.Event()
+        self._cache_fillers = list(cache_fillers)
+        self._compile_task: asyncio.Task | None = None
+        self._compiling = False
 
     # -- life cycle -----------------------------------------------------------------
 
@@ -166,9 +177,10 @@ class GenerationEngine:
         """Stop at once: a running batch is abandoned at its next decoder step, waiting
         requests fail (the caller keeps what it wants to serve again, e.g. in a journal)."""
         self._aborting.set()
-        for task in self._tasks:
+        compiling = [self._compile_task] if self._compile_task is not None else []
+        for task in [*self._tasks, *compiling]:
             task.cancel()
-        await asyncio.gather(*self._tasks, *self._finishing, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *compiling, *self._finishing, return_exceptions=True)
         self._png.shutdown()
         for job in self._queue.drain():
             self._fail(job, GenerationError("the bot is shutting down"))
@@ -189,6 +201,7 @@ class GenerationEngine:
         requests are told the models are unavailable.
         """
         async with self._reload_lock:
+            await self._stop_compiling()
             await self._queue.set_paused(True)
             self._reloading = self._state is ModelState.READY
             self._state, self._error = ModelState.LOADING, None
@@ -220,6 +233,9 @@ class GenerationEngine:
                     log.exception("loading the models on %s failed; serving on the others", worker.device)
                     continue
                 await self._serving(worker)
+            if any(w.compile_pending for w in self._workers):
+                self._compiling = True
+                self._compile_task = asyncio.create_task(self._compile_in_background(), name="background compile")
 
     async def _serving(self, worker: DeviceWorker) -> None:
         """A device's models are loaded: it takes batches (the first one opens the queue)."""
@@ -228,6 +244,48 @@ class GenerationEngine:
             self._state, self._reloading = ModelState.READY, False
             if self._accepting:
                 await self._queue.set_paused(False)
+
+    # -- compiling while serving ------------------------------------------------------
+
+    async def _compile_in_background(self) -> None:
+        """Serve uncompiled while the compile cache fills (a child process), then compile
+        each worker's pipelines on its own thread, step by step between batches."""
+        try:
+            # One child process per GPU, all at once: the compile cache is per device
+            # index (torch's FX graph cache key names it), so a cache filled on the first
+            # GPU would leave the second one compiling from scratch, minutes on the worker
+            # thread (bench/results/2026-11-30-two-gpus). Each child has its own GIL.
+            filled = await asyncio.gather(*(filler.fill() for filler in self._cache_fillers))
+            for worker, warm in zip(self._workers, filled, strict=False):
+                if not warm or not worker.compile_pending:
+                    continue
+                sizes = await self._between_batches(worker, None)
+                for size in sizes or ():
+                    if await self._between_batches(worker, size) is None:
+                        break  # failed: logged, that worker draws uncompiled
+        except Exception:  # never let it take serving down
+            log.exception("compiling in the background failed")
+        finally:
+            self._compiling = False
+
+    async def _between_batches(self, worker: DeviceWorker, batch_size: int | None) -> tuple[int, ...] | None:
+        # Every worker waits meanwhile, not only this one: tracing patches torch.nn.Module
+        # for the whole process (torch.fx), which another worker thread drawing would hit.
+        async with contextlib.AsyncExitStack() as held:
+            for each in self._workers:
+                await held.enter_async_context(each.busy)
+            return await worker.compile_step(batch_size)
+
+    async def _stop_compiling(self) -> None:
+        task, self._compile_task = self._compile_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        self._compiling = False
+
+    def compiled_devices(self) -> list[str]:
+        """The devices drawing every batch size with compiled forms."""
+        return [str(w.device) for w in self._workers if w.serving_compiled]
 
     # -- requests -------------------------------------------------------------------
 
@@ -308,6 +366,7 @@ class GenerationEngine:
             gpu_memory_bytes=sum(cuda_memory) if cuda_memory else None,
             reloading=self._reloading,
             ready_devices=[str(w.device) for w in self._workers if w.ready.is_set()],
+            compiling=self._compiling,
         )
 
     # -- workers --------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from generation.compile_cache import CacheFiller, CompileJob
 from generation.devices import resolve_devices, resolve_dtype
 from generation.engine import GenerationEngine
 from generation.loading import LOADING
@@ -23,8 +24,13 @@ def build_engine(
     max_batch: int = 8,
     max_queue: int = 100,
     max_pending_per_user: int = 3,
+    compile_cache_dir: str | None = None,
 ) -> GenerationEngine:
+    """``compile_cache_dir``: serve uncompiled at once and compile in the background
+    (generation.compile_cache), keeping its files there; without it the models compile
+    before serving (minutes with an empty compile cache)."""
     devices = resolve_devices(device)
+    later = compile_cache_dir is not None
 
     def load(target: torch.device) -> KandinskyPipelines:
         with LOADING:  # never beside another from_pretrained (generation/loading.py)
@@ -37,16 +43,39 @@ def build_engine(
                 compile=compile,
                 prior_steps=prior_steps,
                 max_batch=max_batch,
+                compile_later=later,
             )
-        if target.type == "cuda" or pipes.compiled:
+        if target.type == "cuda" or pipes.compiled or pipes.compile_pending:
             # Kernels (and compiled graphs) get ready before the first user asks.
             pipes.prepare(*warm_up_size)
         return pipes
 
+    fillers = []
+    if compile_cache_dir is not None:
+        # One compile per GPU: the compile cache is per device index (generation.compile_cache).
+        fillers = [
+            CacheFiller(
+                CompileJob(
+                    prior_model=prior_model,
+                    decoder_model=decoder_model,
+                    device=str(target),
+                    dtype=dtype,
+                    compile=compile,
+                    cpu_offload=cpu_offload,
+                    prior_steps=prior_steps,
+                    max_batch=max_batch,
+                    width=warm_up_size[0],
+                    height=warm_up_size[1],
+                    cache_dir=compile_cache_dir,
+                )
+            )
+            for target in devices
+        ]
     return GenerationEngine(
         devices,
         load,
         max_batch=max_batch,
         max_queue=max_queue,
         max_pending_per_user=max_pending_per_user,
+        cache_fillers=fillers,
     )

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from generation.clip_processor import drop_pil_fallback_note
-from generation.compiled import CompiledByBatch, ready_thread_for_cuda_graphs
+from generation.compiled import CompiledByBatch, compile_module, ready_thread_for_cuda_graphs
 from generation.images import open_image
 from generation.params import GenerationParams
 from generation.schedulers import decoder_scheduler, with_host_timesteps
@@ -60,7 +60,10 @@ class KandinskyPipelines:
         compile: str = "off",
         max_batch: int = 8,
         cpu_offload: bool = False,
+        compile_later: bool = False,
     ) -> None:
+        """``compile_later``: draw eager until ``begin_compile`` and ``warm_up_compiled``
+        (called between batches, once a compile cache is warm: generation.engine)."""
         self.prior = prior
         self.decoder = decoder
         self.device = device
@@ -88,8 +91,20 @@ class KandinskyPipelines:
         self._compiled_sizes: set[tuple[int, int]] = set()
         # Compiled prior only: the input row counts it was compiled for (see _compile).
         self._prior_shapes: tuple[int, ...] = ()
+        # This draw's prior runs eager although compiled forms exist (set by draw: a batch
+        # size not warmed up yet while compiling in steps).
+        self._prior_eager_now = False
+        # The size prepare() warmed up for; the compiled forms are warmed up for it too.
+        self._prepared_size: tuple[int, int] | None = None
+        # Compiling later: the mode. Compiling in steps (begin_compile): the batch sizes
+        # warmed up so far, whose compiled forms draw already; None once all are.
+        self._later: str | None = None
+        self._warm_batches: set[int] | None = None
         if compile != "off":
-            self._compile(cuda_graphs=compile == "cudagraphs" and device.type == "cuda")
+            if compile_later:
+                self._later = compile
+            else:
+                self._compile(cuda_graphs=compile == "cudagraphs" and device.type == "cuda")
 
     def _compile(self, cuda_graphs: bool) -> None:
         # The UNet runs once per decoder step and the MoVQ decoder once per picture. Mode
@@ -108,7 +123,7 @@ class KandinskyPipelines:
         # The UNet is 90% of the work: full batches get static shapes too.
         self._unet = CompiledByBatch(self.decoder.unet, graphs, static_sizes=(1, self.max_batch))
         self.decoder.unet = self._unet.batched
-        self._movq_decode = torch.compile(self.decoder.movq.decode)
+        self._movq_decode = compile_module(self.decoder.movq.decode)
         if cuda_graphs:
             self._prior_model = CompiledByBatch(self.prior.prior, graphs)
             self.prior.prior = self._prior_model.batched
@@ -120,10 +135,59 @@ class KandinskyPipelines:
 
     @property
     def compiled(self) -> bool:
+        """Compiled forms exist (maybe still warming up in steps, see ``serving_compiled``)."""
         return self._unet is not None
+
+    @property
+    def serving_compiled(self) -> bool:
+        """Every batch size draws with the compiled forms."""
+        return self._unet is not None and self._warm_batches is None
+
+    @property
+    def compile_pending(self) -> bool:
+        """Made with ``compile_later`` and not compiled yet."""
+        return self._later is not None
+
+    def begin_compile(self) -> tuple[int, ...]:
+        """Make the compiled forms (cheap: torch.compile compiles on first call) and return
+        the batch sizes to pass to ``warm_up_compiled``, one call each. Until a size is
+        warmed up, its batches draw eager: each call compiles and records CUDA graphs for
+        seconds with a warm compile cache (or minutes with a cold one), so calling it
+        between batches keeps users' pictures coming. Run it on the worker thread that
+        draws: CUDA graphs are recorded on the thread that replays them."""
+        if self._later is None:
+            raise RuntimeError("nothing to compile")
+        mode, self._later = self._later, None
+        self._compile(cuda_graphs=mode == "cudagraphs" and self.device.type == "cuda")
+        self._warm_batches = set()
+        return self.serving_batch_sizes()
+
+    def warm_up_compiled(self, batch_size: int) -> None:
+        """Warm up one batch size's compiled forms at the prepared size; the last one puts
+        every batch size on them. Raises what compiling raised (``drop_compiled`` then)."""
+        if self._warm_batches is None or self._prepared_size is None:
+            raise RuntimeError("prepare and begin_compile first")
+        width, height = self._prepared_size
+        self._warm_batches.add(batch_size)
+        self.warm_up(width, height, batch_sizes=(batch_size,))
+        if self._warm_batches.issuperset(self.serving_batch_sizes()):
+            self._warm_batches = None
+
+    def _serving_compiled_for(self, count: int) -> bool:
+        """Whether a batch of ``count`` requests uses the compiled forms (while compiling in
+        steps: only a batch size warmed up, or one that shares the dynamic form with one)."""
+        if self._unet is None:
+            return False
+        if self._warm_batches is None:
+            return True
+        static = set(self._unet.static)
+        if count in static:
+            return count in self._warm_batches
+        return any(size not in static for size in self._warm_batches)  # the dynamic form warm
 
     def drop_compiled(self) -> None:
         """Go back to the eager models (when compiling fails, or before release)."""
+        self._later = None
         if self._unet is None:
             return
         self.decoder.unet, self.prior.prior = self._eager_unet, self._eager_prior
@@ -132,6 +196,7 @@ class KandinskyPipelines:
         self._eager_unet = self._eager_prior = None
         self._compiled_sizes.clear()
         self._prior_shapes = ()
+        self._warm_batches = None
 
     def _use_compiled_decode(self, compiled: bool) -> None:
         # The compiled decode is an instance attribute of the MoVQ; without it the class's
@@ -146,6 +211,7 @@ class KandinskyPipelines:
         """Warm up for serving. If the compiled graphs fail (no C compiler for Triton, a GPU
         Triton does not support, a PyTorch bug), draw without them: a slower bot beats one
         that draws nothing."""
+        self._prepared_size = (width, height)
         try:
             self.warm_up(width, height, batch_sizes=self.serving_batch_sizes())
         except Exception:
@@ -183,6 +249,7 @@ class KandinskyPipelines:
         compile: str = "off",
         prior_steps: int = 25,
         max_batch: int = 8,
+        compile_later: bool = False,
     ) -> KandinskyPipelines:
         """Load both pipelines with ``from_pretrained`` (a hub id or a local directory).
 
@@ -209,7 +276,14 @@ class KandinskyPipelines:
                 pipe.hf_device_map = None
                 pipe.to(device)
         return cls(
-            prior, decoder, device, prior_steps=prior_steps, compile=compile, max_batch=max_batch, cpu_offload=offload
+            prior,
+            decoder,
+            device,
+            prior_steps=prior_steps,
+            compile=compile,
+            max_batch=max_batch,
+            cpu_offload=offload,
+            compile_later=compile_later,
         )
 
     def release(self) -> None:
@@ -271,6 +345,7 @@ class KandinskyPipelines:
             torch.Generator(self.device).manual_seed(p.seed) if p.mix else g
             for p, g in zip(batch, prior_generators, strict=True)
         ]
+        self._prior_eager_now = self._unet is not None and not self._serving_compiled_for(len(batch))
         image_embeds, negative_embeds = self._embeddings(batch, inputs, prior_generators)
         reporter = _StepReporter(self.device, decoder_steps(first), on_step)
 
@@ -280,7 +355,7 @@ class KandinskyPipelines:
             return kwargs
 
         if self._unet is not None:
-            compiled = (first.width, first.height) in self._compiled_sizes
+            compiled = (first.width, first.height) in self._compiled_sizes and self._serving_compiled_for(len(batch))
             self.decoder.unet = self._unet.for_requests(len(batch)) if compiled else self._eager_unet
             self._use_compiled_decode(compiled)
         self.decoder.scheduler = self._scheduler(first.sampler)
@@ -397,7 +472,8 @@ class KandinskyPipelines:
                 prompts += prompts[:1] * padding
                 negatives += negatives[:1] * padding
                 if self._prior_model is not None:
-                    self.prior.prior = self._prior_model.for_requests(len(prompts))
+                    eager = self._prior_eager_now
+                    self.prior.prior = self._eager_prior if eager else self._prior_model.for_requests(len(prompts))
                 out = self.prior(
                     prompt=prompts,
                     negative_prompt=negatives if with_negative else None,
@@ -421,7 +497,8 @@ class KandinskyPipelines:
         """
         if not rows:
             return []
-        fits = sorted(shape // factor for shape in self._prior_shapes if shape % factor == 0)
+        shapes = () if self._prior_eager_now else self._prior_shapes
+        fits = sorted(shape // factor for shape in shapes if shape % factor == 0)
         if not fits:
             return [(rows, 0)]
         calls = []

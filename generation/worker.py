@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -40,6 +41,42 @@ class DeviceWorker:
     def _load(self, loader: Callable[[torch.device], KandinskyPipelines]) -> None:
         self._release()  # a GPU rarely holds two copies
         self._pipes = loader(self.device)
+
+    @property
+    def compile_pending(self) -> bool:
+        """Its pipelines draw eager until they are compiled (generation.engine does it)."""
+        return self._pipes is not None and self._pipes.compile_pending
+
+    @property
+    def serving_compiled(self) -> bool:
+        return self._pipes is not None and self._pipes.serving_compiled
+
+    async def compile_step(self, batch_size: int | None) -> tuple[int, ...] | None:
+        """One step of compiling on the worker thread, between batches (the caller holds
+        ``busy``): ``None`` makes the compiled forms and returns the batch sizes to warm up,
+        one step each. None when compiling failed: logged, and the pipelines draw eager."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._compile_step, batch_size)
+
+    def _compile_step(self, batch_size: int | None) -> tuple[int, ...] | None:
+        pipes = self._pipes
+        if pipes is None or (batch_size is None and not pipes.compile_pending):
+            return None
+        if batch_size is not None and pipes.compiled is False:
+            return None  # dropped meanwhile
+        try:
+            if batch_size is None:
+                return pipes.begin_compile()
+            started = time.monotonic()
+            pipes.warm_up_compiled(batch_size)
+            log.info("compiled batch size %d on %s in %.1f s", batch_size, self.device, time.monotonic() - started)
+            if pipes.serving_compiled:
+                log.info("compiled drawing on %s", self.device)
+            return ()
+        except Exception:
+            log.exception("torch.compile failed on %s; drawing without it (COMPILE=false skips trying)", self.device)
+            pipes.drop_compiled()
+            return None
 
     async def release(self) -> None:
         """Free the models (before loading new ones), once the batch in hand has finished."""

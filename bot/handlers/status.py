@@ -96,6 +96,8 @@ def status_text(engine: GenerationEngine, lang: str, *, details: bool, translato
             rate=status.images_per_minute,
         )
     ]
+    if status.compiling:
+        lines.append(text(lang, "cs-compiling"))
     if status.gpu_memory_bytes is not None:
         lines.append(text(lang, "status_gpu_memory", gib=status.gpu_memory_bytes / 2**30))
     lines.append(translation_line(translator, lang, details=details))

@@ -94,7 +94,8 @@ async def info(request: web.Request) -> web.Response:
             "service": "Kandinsky 2.2 (Telegram bot with the old HTTP API)",
             "endpoints": {
                 "GET /": "this description",
-                "GET /health": "status (healthy, reloading or unhealthy), device, models_loaded, queue_length",
+                "GET /health": "status (healthy, compiling, reloading or unhealthy), device, models_loaded, "
+                "queue_length",
                 "POST /generate": "JSON: prompt, negative_prompt, width, height, num_inference_steps, "
                 "guidance_scale, prior_guidance_scale, seed, sampler, translate -> image/png "
                 "(X-Prompt-Used: the prompt drawn, percent-encoded UTF-8)",
@@ -112,13 +113,22 @@ async def info(request: web.Request) -> web.Response:
     )
 
 
+def _health_word(status) -> str:
+    if status.reloading:
+        return "reloading"
+    if not status.healthy:
+        return "unhealthy"
+    return "compiling" if status.compiling else "healthy"
+
+
 async def health(request: web.Request) -> web.Response:
     """ "reloading" is healthy but busy: the old models finish their batch, and requests
-    wait for the new ones. A health check must not restart the bot for it."""
+    wait for the new ones. "compiling" too: pictures are drawn uncompiled (slower) until
+    the compiled models are ready. A health check must not restart the bot for either."""
     status = request.app[ENGINE].status()
     return web.json_response(
         {
-            "status": "reloading" if status.reloading else "healthy" if status.healthy else "unhealthy",
+            "status": _health_word(status),
             # loading, ready or failed: a bot still loading answers users and queues their requests
             "models": status.models.value,
             "device": ",".join(status.devices),

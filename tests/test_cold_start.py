@@ -1,0 +1,190 @@
+"""A fast cold start (issue 13, section 2): the bot draws uncompiled as soon as the models
+are loaded while a child process fills the compile cache; then each worker compiles on its
+own thread, between batches, and draws compiled.
+
+torch.compile runs here with Dynamo's "eager" backend (KANDINSKY_COMPILE_BACKEND): the same
+tracing, compiled forms and switch as with Inductor, without Inductor's minutes of C++ on
+this CPU. The bot always compiles with Inductor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from tiny_kandinsky import build_compile_decoder
+
+import main
+from bot.handlers.status import status_text
+from bot.web.api import add_api
+from generation import GenerationEngine, GenerationParams
+from generation.compiled import BACKEND_VARIABLE
+from generation.composition import compile_cache_dir, create_engine, request_limits
+
+# A child process imports torch and loads the tiny models: seconds, more on a busy CPU.
+COMPILED_WITHIN_S = 120
+
+
+@pytest.fixture
+def port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def small_decoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The smallest decoder (tiny_kandinsky.build_compile_decoder): less to trace."""
+    path = tmp_path_factory.mktemp("coldstart") / "decoder"
+    build_compile_decoder().save_pretrained(path)
+    return path
+
+
+@pytest.fixture
+def compiling(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, small_decoder: Path) -> dict[str, str]:
+    """Settings that compile (COMPILE=true; COMPILE=auto compiles nothing on the CPU), with
+    the eager backend and a fresh compile cache. One batch size (MAX_BATCH=1): each more
+    is another trace, and a second picture size made the MoVQ decode trace again with
+    symbolic shapes, for a minute on this CPU."""
+    monkeypatch.setenv(BACKEND_VARIABLE, "eager")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    settings = {"COMPILE": "true", "MAX_BATCH": "1", "DECODER_MODEL": str(small_decoder)}
+    return settings | {"DATA_DIR": str(tmp_path / "data")}
+
+
+def fox(seed: int = 7) -> GenerationParams:
+    return GenerationParams("a red fox", 64, 64, 4, 4.0, 1.0, seed=seed)
+
+
+async def serving_api(engine: GenerationEngine, settings, port: int) -> web.AppRunner:
+    app = web.Application()
+    add_api(app, engine, request_limits(settings), ())
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner
+
+
+async def health(port: int) -> dict:
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/health") as response:
+        return await response.json()
+
+
+async def draw_until(engine: GenerationEngine, done, timeout: float = COMPILED_WITHIN_S) -> list[bool]:
+    """Draw one picture after another until ``done()``; per picture, whether the engine
+    was still compiling when it arrived."""
+    deadline = time.monotonic() + timeout
+    compiling = []
+    while not done():
+        assert time.monotonic() < deadline, "timed out"
+        await (await engine.submit(fox(len(compiling)), user_id=1)).result()
+        compiling.append(engine.status().compiling)
+    return compiling
+
+
+def messages(caplog: pytest.LogCaptureFixture, start: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.getMessage().startswith(start)]
+
+
+async def test_serves_uncompiled_while_a_child_process_compiles_then_switches_on_the_worker_thread(
+    compiling, make_settings, port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="generation")
+    settings = make_settings(HTTP_PORT=str(port), **compiling)
+    engine = create_engine(settings)
+    runner = await serving_api(engine, settings, port)
+    await engine.start()
+    try:
+        # Submitted before the models are loaded, drawn as soon as they are.
+        await (await engine.submit(fox(), user_id=1)).result()
+        status = engine.status()
+        assert status.compiling and status.healthy and engine.compiled_devices() == []
+        assert messages(caplog, "compiling on cpu in a child process")
+        answer = await health(port)
+        assert answer["status"] == "compiling" and answer["models_loaded"]
+        assert await asyncio.to_thread(main.health, settings) == 0  # Docker's HEALTHCHECK: busy, not broken
+        assert "Compiling the models" in status_text(engine, "en", details=False)
+        assert "Модели компилируются" in status_text(engine, "ru", details=False)
+
+        served = await draw_until(engine, lambda: engine.compiled_devices() == ["cpu"])
+        assert not engine.status().compiling and (await health(port))["status"] == "healthy"
+        assert "Compiling" not in status_text(engine, "en", details=False)
+        # The compiled forms were made and warmed up on the worker thread (where CUDA graphs
+        # are recorded and replayed), one batch size per step, between users' batches.
+        steps = messages(caplog, "compiled batch size")
+        assert [r.getMessage().split()[3] for r in steps] == ["1"]
+        [switched] = messages(caplog, "compiled drawing on cpu")
+        assert all(r.threadName.startswith("worker0") for r in [*steps, switched])
+        # The child process left the stamp that lets the next start skip it.
+        assert list(compile_cache_dir(settings).glob("*.json"))
+        drawn = await (await engine.submit(fox(), user_id=2)).result()
+        assert drawn.width == 64 and served is not None
+    finally:
+        await engine.close()
+        await runner.cleanup()
+
+
+async def test_a_failed_background_compile_keeps_drawing_uncompiled(
+    compiling, make_settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv(BACKEND_VARIABLE, "no_such_backend")  # the child's torch.compile fails
+    caplog.set_level(logging.INFO, logger="generation")
+    engine = create_engine(make_settings(**compiling))
+    await engine.start()
+    try:
+        served = await draw_until(engine, lambda: messages(caplog, "compiling in the background failed"))
+        assert served[0]  # drawn while the child compiled
+        await draw_until(engine, lambda: not engine.status().compiling, timeout=10)
+        for seed in range(2):  # still drawing, uncompiled
+            assert (await (await engine.submit(fox(seed), user_id=1)).result()).width == 64
+        assert engine.compiled_devices() == [] and engine.status().healthy
+        assert len(messages(caplog, "compiling in the background failed")) == 1
+        assert not messages(caplog, "compiled batch size")
+    finally:
+        await engine.close()
+
+
+async def test_prefetch_compile_makes_the_next_start_compile_without_a_child_process(
+    compiling, make_settings, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings(**compiling)
+    # What `python main.py prefetch --compile` runs once the models are downloaded.
+    assert await asyncio.to_thread(main.prefetch_compile, settings) == 0
+    assert "compile cache in" in capsys.readouterr().out
+    assert list(compile_cache_dir(settings).glob("*.json"))
+
+    caplog.set_level(logging.INFO, logger="generation")
+    engine = create_engine(settings)
+    await engine.start()
+    try:
+        await draw_until(engine, lambda: engine.compiled_devices() == ["cpu"], timeout=60)
+        assert not messages(caplog, "compiling on cpu in a child process")
+        assert messages(caplog, "compiled drawing on cpu")
+    finally:
+        await engine.close()
+
+
+def test_a_stamp_whose_compile_cache_is_gone_is_not_trusted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trusting it, the worker thread would compile from scratch between two batches: minutes."""
+    from generation import compile_cache
+
+    monkeypatch.delenv(BACKEND_VARIABLE, raising=False)
+    cache = tmp_path / "torch-compile"
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(cache))
+    job = compile_cache.CompileJob("p", "d", "cpu", "auto", "true", False, 25, 8, 768, 768, str(tmp_path / "stamps"))
+    key = compile_cache.cache_key(job)
+    (tmp_path / "stamps").mkdir()
+    stamp = {"backend": "inductor", "inductor_cache": str(cache), "artifacts": None}
+    compile_cache._stamp(job, key).write_text(json.dumps(stamp))
+    assert not compile_cache._warm(job, key)  # the cache directory was deleted
+    cache.mkdir()
+    assert compile_cache._warm(job, key)
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "elsewhere"))
+    assert not compile_cache._warm(job, key)  # the bot compiles into another cache now
