@@ -15,7 +15,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub
-# Two pytest-xdist workers on two cores: one CPU thread each (and in the bots they start),
+# pytest-xdist workers on two cores: one CPU thread each (and in the bots they start),
 # not two apiece fighting over the cores (about 10% faster on a 2-core machine).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
