@@ -204,11 +204,12 @@ async def test_heartbeats_say_which_replicas_are_alive_and_their_gpus(database_u
         assert (await seen(pool))[0].info == {"models": "ready"}
 
         # A replica whose beats stopped (killed) drops out of "seen in the last minute".
+        second._task.cancel()  # first: a beat after the UPDATE below would bring it back
+        await asyncio.gather(second._task, return_exceptions=True)
         async with pool.connection() as conn:
             await conn.execute(
                 "UPDATE replicas SET last_seen = now() - interval '2 minutes' WHERE id = %s", (second.replica_id,)
             )
-        second._task.cancel()
         assert [r.host for r in await seen(pool)] == ["gpu-1"]
         assert [r.host for r in await seen(pool, within_s=600)] == ["gpu-1", "gpu-2"]
         # A graceful stop removes the row at once.
