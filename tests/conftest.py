@@ -37,6 +37,28 @@ logging.getLogger("torch.__trace").addFilter(lambda record: False)
 texts.raise_errors()  # a missing message or a text that does not format fails the test
 
 
+# The longest test files first (each takes one to five minutes on 2 cores): pytest-xdist's
+# loadfile hands files to the workers in collection order, so these start at once, side by
+# side, instead of one of them starting last and keeping the run going alone.
+LONGEST_FIRST = (
+    "test_durability.py",
+    "test_pipelines.py",  # the compiled tests' cold compile
+    "test_cold_start.py",
+    "test_replicas_e2e.py",
+    "test_startup.py",
+    "test_cli.py",
+    "test_pictures_journal.py",
+    "test_bot_draw.py",
+    "test_main_process.py",
+    "test_cli_pictures.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return save_tiny_models(tmp_path_factory.mktemp("models"))
