@@ -280,27 +280,29 @@ class PgJobs:
             ).fetchall()
         return dict(rows)
 
+    @staticmethod
+    async def _update_owned(conn, assignments: str, values: tuple, job_id: int, replica_id: str) -> bool:
+        """``UPDATE jobs SET <assignments>`` on one unfinished row, only while it is still
+        ``replica_id``'s (fencing: its lease may have run out and another replica taken it);
+        whether it was."""
+        cursor = await conn.execute(
+            f"UPDATE jobs SET {assignments} WHERE id = %s AND owner = %s AND state IN ('queued', 'running')",
+            (*values, job_id, replica_id),
+        )
+        return cursor.rowcount == 1
+
     async def start(self, job_id: int, replica_id: str) -> bool:
         """Its batch started drawing; False when the row is no longer this replica's."""
         async with self._pool.connection() as conn:
-            cursor = await conn.execute(
-                "UPDATE jobs SET state = 'running', updated_at = now()"
-                " WHERE id = %s AND owner = %s AND state IN ('queued', 'running')",
-                (job_id, replica_id),
-            )
-            return cursor.rowcount == 1
+            return await self._update_owned(conn, "state = 'running', updated_at = now()", (), job_id, replica_id)
 
     async def settle(self, job_id: int, replica_id: str, state: State, error: str | None = None) -> bool:
         """Record how a request this replica drew ended, only while the row is still its
         own (fencing); False when it is not (its lease ran out and another replica took
         it, or it was settled already)."""
         async with self._pool.connection() as conn, conn.transaction():
-            cursor = await conn.execute(
-                "UPDATE jobs SET state = %s, error = %s, lease_until = NULL, updated_at = now()"
-                " WHERE id = %s AND owner = %s AND state IN ('queued', 'running')",
-                (State(state).value, error, job_id, replica_id),
-            )
-            if cursor.rowcount != 1:
+            assignments = "state = %s, error = %s, lease_until = NULL, updated_at = now()"
+            if not await self._update_owned(conn, assignments, (State(state).value, error), job_id, replica_id):
                 return False
             if state in (State.SENT, State.FAILED, State.CANCELLED):
                 await conn.execute("DELETE FROM job_images WHERE job_id = %s", (job_id,))
@@ -310,12 +312,8 @@ class PgJobs:
         """Whether the row is still this replica's, its lease extended by ``lease_s`` if so
         (checked just before delivering: no other replica takes it meanwhile)."""
         async with self._pool.connection() as conn:
-            cursor = await conn.execute(
-                "UPDATE jobs SET lease_until = now() + make_interval(secs => %s)"
-                " WHERE id = %s AND owner = %s AND state IN ('queued', 'running')",
-                (lease_s, job_id, replica_id),
-            )
-            return cursor.rowcount == 1
+            assignments = "lease_until = now() + make_interval(secs => %s)"
+            return await self._update_owned(conn, assignments, (lease_s,), job_id, replica_id)
 
     async def release(self, replica_id: str) -> int:
         """Hand back every unfinished row of ``replica_id`` (a graceful stop): waiting
@@ -331,12 +329,8 @@ class PgJobs:
     async def give_back(self, job_id: int, replica_id: str) -> bool:
         """Hand back one row this replica claimed and can't draw (its models failed)."""
         async with self._pool.connection() as conn:
-            cursor = await conn.execute(
-                "UPDATE jobs SET owner = NULL, lease_until = NULL, state = 'queued', updated_at = now()"
-                " WHERE id = %s AND owner = %s AND state IN ('queued', 'running')",
-                (job_id, replica_id),
-            )
-            return cursor.rowcount == 1
+            assignments = "owner = NULL, lease_until = NULL, state = 'queued', updated_at = now()"
+            return await self._update_owned(conn, assignments, (), job_id, replica_id)
 
     async def cancel(self, job_id: int, user_id: int) -> str:
         """Cancel a request for ``user_id`` while it waits, claimed by a replica or not
