@@ -39,7 +39,7 @@ def create_engine(
         max_batch=settings.max_batch,
         max_queue=settings.max_queue,
         max_pending_per_user=settings.max_pending_per_user,
-        compile_cache_dir=str(compile_cache_dir(settings)) if compile_in_background else None,
+        compile_job=(lambda device: compile_job(settings, device)) if compile_in_background else None,
     )
 
 
@@ -50,7 +50,8 @@ def compile_cache_dir(settings: Settings) -> Path:
 
 
 def compile_job(settings: Settings, device: str) -> CompileJob:
-    """The compile the bot runs in the background, for ``python main.py prefetch --compile``."""
+    """The compile the bot runs in the background on ``device`` (and ``python main.py
+    prefetch --compile`` ahead of a start)."""
     from generation.compile_cache import CompileJob
 
     return CompileJob(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from generation.compile_cache import CacheFiller, CompileJob
@@ -24,13 +26,14 @@ def build_engine(
     max_batch: int = 8,
     max_queue: int = 100,
     max_pending_per_user: int = 3,
-    compile_cache_dir: str | None = None,
+    compile_job: Callable[[str], CompileJob] | None = None,
 ) -> GenerationEngine:
-    """``compile_cache_dir``: serve uncompiled at once and compile in the background
-    (generation.compile_cache), keeping its files there; without it the models compile
-    before serving (minutes with an empty compile cache)."""
+    """``compile_job``: the background compile's job for a device
+    (generation.composition.compile_job): serve uncompiled at once and compile in the
+    background (generation.compile_cache); without it the models compile before serving
+    (minutes with an empty compile cache)."""
     devices = resolve_devices(device)
-    later = compile_cache_dir is not None
+    later = compile_job is not None
 
     def load(target: torch.device) -> KandinskyPipelines:
         with LOADING:  # never beside another from_pretrained (generation/loading.py)
@@ -50,27 +53,8 @@ def build_engine(
             pipes.prepare(*warm_up_size)
         return pipes
 
-    fillers = []
-    if compile_cache_dir is not None:
-        # One compile per GPU: the compile cache is per device index (generation.compile_cache).
-        fillers = [
-            CacheFiller(
-                CompileJob(
-                    prior_model=prior_model,
-                    decoder_model=decoder_model,
-                    device=str(target),
-                    dtype=dtype,
-                    compile=compile,
-                    cpu_offload=cpu_offload,
-                    prior_steps=prior_steps,
-                    max_batch=max_batch,
-                    width=warm_up_size[0],
-                    height=warm_up_size[1],
-                    cache_dir=compile_cache_dir,
-                )
-            )
-            for target in devices
-        ]
+    # One compile per GPU: the compile cache is per device index (generation.compile_cache).
+    fillers = [CacheFiller(compile_job(str(target))) for target in devices] if compile_job is not None else []
     return GenerationEngine(
         devices,
         load,
