@@ -120,6 +120,13 @@ class GenerationEngine:
     """Queue, workers and model state. Create and use it on the event loop."""
 
     RATE_WINDOW_S = 600.0  # "images per minute lately" looks this far back
+    # Compiling in steps (a warm compile cache, generation.compile_cache): batch size 1, one
+    # user at a time and the idle bot's case, compiles at once. Each other batch size's
+    # step holds every GPU for 10 to 20 s (bench/results/2026-11-30-cold-start), so it waits
+    # until the bot has been idle this long, or until a batch that needs it is taken with
+    # more requests waiting behind it: under load a compiled batch of 8 takes half the time
+    # of an eager one, so the step pays for itself within a few batches.
+    COMPILE_WHEN_IDLE_S = 5.0
 
     def __init__(
         self,
@@ -158,6 +165,7 @@ class GenerationEngine:
         self._cache_fillers = list(cache_fillers)
         self._compile_task: asyncio.Task | None = None
         self._compiling = False
+        self._busy_at = time.monotonic()  # when a request last waited or drew
 
     # -- life cycle -----------------------------------------------------------------
 
@@ -260,9 +268,16 @@ class GenerationEngine:
                 if not warm or not worker.compile_pending:
                     continue
                 sizes = await self._between_batches(worker, None)
-                for size in sizes or ():
-                    if await self._between_batches(worker, size) is None:
-                        break  # failed: logged, that worker draws uncompiled
+                if sizes:  # None: failed (logged), that worker draws uncompiled
+                    await self._between_batches(worker, sizes[0])  # a single request first
+            # The other batch sizes when idle (or, in _serve, when a waiting batch needs one).
+            while any(w.forms_to_compile() for w in self._workers):
+                if not await self._until_idle():
+                    break  # a queue needed them all meanwhile
+                for worker in self._workers:
+                    if forms := worker.forms_to_compile():
+                        await self._between_batches(worker, forms[0])
+                        break
         except Exception:  # never let it take serving down
             log.exception("compiling in the background failed")
         finally:
@@ -274,7 +289,32 @@ class GenerationEngine:
         async with contextlib.AsyncExitStack() as held:
             for each in self._workers:
                 await held.enter_async_context(each.busy)
-            return await worker.compile_step(batch_size)
+            try:
+                return await worker.compile_step(batch_size)
+            finally:
+                self._busy_at = time.monotonic()  # compiling is not idle time
+
+    async def _until_idle(self) -> bool:
+        """Wait until no request has waited or drawn for ``COMPILE_WHEN_IDLE_S`` (True), or
+        no worker has batch sizes left to compile (False)."""
+        while any(w.forms_to_compile() for w in self._workers):
+            if len(self._queue) or self._running:
+                self._busy_at = time.monotonic()
+            idle_for = time.monotonic() - self._busy_at
+            if idle_for >= self.COMPILE_WHEN_IDLE_S:
+                return True
+            await asyncio.sleep(min(0.5, self.COMPILE_WHEN_IDLE_S - idle_for))
+        return False
+
+    async def _compile_for(self, worker: DeviceWorker, batch: list[Job]) -> None:
+        """Before drawing ``batch`` uncompiled: compile its form first when more requests
+        wait behind it (a load the compiled form serves faster; see COMPILE_WHEN_IDLE_S)."""
+        if not self._compiling or not len(self._queue):
+            return
+        form = worker.form_to_compile(len(batch))
+        if form is not None:
+            self._start(batch)  # theirs is being drawn: they wait for the compile, not in the queue
+            await self._between_batches(worker, form)
 
     async def _stop_compiling(self) -> None:
         task, self._compile_task = self._compile_task, None
@@ -366,7 +406,8 @@ class GenerationEngine:
             gpu_memory_bytes=sum(cuda_memory) if cuda_memory else None,
             reloading=self._reloading,
             ready_devices=[str(w.device) for w in self._workers if w.ready.is_set()],
-            compiling=self._compiling,
+            # Until every batch size is compiled (a queue may have compiled the last one).
+            compiling=self._compiling and any(w.compile_pending or w.forms_to_compile() for w in self._workers),
         )
 
     # -- workers --------------------------------------------------------------------
@@ -375,9 +416,11 @@ class GenerationEngine:
         while True:
             await worker.ready.wait()  # a device still loading takes no batch from the others
             batch = await self._queue.take_batch(self._max_batch)
-            started = time.monotonic()
+            started = self._busy_at = time.monotonic()
+            await self._compile_for(worker, batch)
             async with worker.busy:
                 drawn = await self._draw(worker, batch)
+            self._busy_at = time.monotonic()
             if drawn is not None:
                 # The GPU takes the next batch while this one's PNGs are encoded.
                 task = asyncio.create_task(self._finish(batch, drawn, started))
@@ -387,11 +430,7 @@ class GenerationEngine:
     async def _draw(self, worker: DeviceWorker, batch: list[Job]) -> list[DrawnImage | Exception] | None:
         """The GPU part of a batch; None when the whole batch failed (already reported)."""
         try:
-            now = time.monotonic()
-            for job in batch:
-                job.state, job.batch_size, job.started_at = JobState.RUNNING, len(batch), now
-                job.started.set()
-                self._running.add(job)
+            self._start(batch)
             return await worker.draw(
                 [job.params for job in batch], _progress_setter(batch, self._aborting), [job.images for job in batch]
             )
@@ -403,6 +442,14 @@ class GenerationEngine:
                 self._fail(job, exc)
             self._running.difference_update(batch)
             return None
+
+    def _start(self, batch: list[Job]) -> None:
+        now = time.monotonic()
+        for job in batch:
+            if job.state is not JobState.RUNNING:
+                job.state, job.batch_size, job.started_at = JobState.RUNNING, len(batch), now
+                job.started.set()
+                self._running.add(job)
 
     async def _finish(self, batch: list[Job], drawn: list[DrawnImage | Exception], started: float) -> None:
         try:

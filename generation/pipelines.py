@@ -100,6 +100,7 @@ class KandinskyPipelines:
         # warmed up so far, whose compiled forms draw already; None once all are.
         self._later: str | None = None
         self._warm_batches: set[int] | None = None
+        self._warming: int | None = None  # the batch size warm_up_compiled is warming up
         if compile != "off":
             if compile_later:
                 self._later = compile
@@ -162,16 +163,40 @@ class KandinskyPipelines:
         self._warm_batches = set()
         return self.serving_batch_sizes()
 
-    def warm_up_compiled(self, batch_size: int) -> None:
+    def warm_up_compiled(self, batch_size: int) -> bool:
         """Warm up one batch size's compiled forms at the prepared size; the last one puts
-        every batch size on them. Raises what compiling raised (``drop_compiled`` then)."""
+        every batch size on them. False when that size was warm already. Raises what
+        compiling raised (``drop_compiled`` then)."""
         if self._warm_batches is None or self._prepared_size is None:
             raise RuntimeError("prepare and begin_compile first")
+        if batch_size in self._warm_batches:
+            return False
         width, height = self._prepared_size
+        self._warming = batch_size  # its warm-up draws with the compiled forms
+        try:
+            self.warm_up(width, height, batch_sizes=(batch_size,))
+        finally:
+            self._warming = None
         self._warm_batches.add(batch_size)
-        self.warm_up(width, height, batch_sizes=(batch_size,))
         if self._warm_batches.issuperset(self.serving_batch_sizes()):
             self._warm_batches = None
+        return True
+
+    def forms_to_compile(self) -> tuple[int, ...]:
+        """While compiling in steps: the batch sizes still to pass to ``warm_up_compiled``."""
+        if self._warm_batches is None:
+            return ()
+        return tuple(size for size in self.serving_batch_sizes() if size not in self._warm_batches)
+
+    def form_to_compile(self, count: int) -> int | None:
+        """While compiling in steps: the batch size to pass to ``warm_up_compiled`` for a
+        batch of ``count`` requests to draw compiled, or None when it does already."""
+        if self._unet is None or self._warm_batches is None or self._serving_compiled_for(count):
+            return None
+        static = set(self._unet.static)
+        if count in static:
+            return count
+        return next((size for size in self.forms_to_compile() if size not in static), None)
 
     def _serving_compiled_for(self, count: int) -> bool:
         """Whether a batch of ``count`` requests uses the compiled forms (while compiling in
@@ -180,10 +205,10 @@ class KandinskyPipelines:
             return False
         if self._warm_batches is None:
             return True
-        static = set(self._unet.static)
+        static, warm = set(self._unet.static), self._warm_batches | {self._warming}
         if count in static:
-            return count in self._warm_batches
-        return any(size not in static for size in self._warm_batches)  # the dynamic form warm
+            return count in warm
+        return any(size not in static for size in warm if size is not None)  # the dynamic form warm
 
     def drop_compiled(self) -> None:
         """Go back to the eager models (when compiling fails, or before release)."""

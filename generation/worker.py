@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 from PIL import Image
 
+from generation.compiled import compile_seconds, seconds_since
 from generation.errors import ModelsUnavailable, OutOfMemory
 from generation.images import BadImage, open_image
 from generation.params import GenerationParams
@@ -51,6 +52,15 @@ class DeviceWorker:
     def serving_compiled(self) -> bool:
         return self._pipes is not None and self._pipes.serving_compiled
 
+    def forms_to_compile(self) -> tuple[int, ...]:
+        """While compiling in steps: the batch sizes still to warm up (``compile_step``)."""
+        return self._pipes.forms_to_compile() if self._pipes is not None else ()
+
+    def form_to_compile(self, count: int) -> int | None:
+        """While compiling in steps: the ``compile_step`` a batch of ``count`` needs to
+        draw compiled, or None."""
+        return self._pipes.form_to_compile(count) if self._pipes is not None else None
+
     async def compile_step(self, batch_size: int | None) -> tuple[int, ...] | None:
         """One step of compiling on the worker thread, between batches (the caller holds
         ``busy``): ``None`` makes the compiled forms and returns the batch sizes to warm up,
@@ -67,9 +77,11 @@ class DeviceWorker:
         try:
             if batch_size is None:
                 return pipes.begin_compile()
-            started = time.monotonic()
-            pipes.warm_up_compiled(batch_size)
-            log.info("compiled batch size %d on %s in %.1f s", batch_size, self.device, time.monotonic() - started)
+            started, before = time.monotonic(), compile_seconds()
+            if not pipes.warm_up_compiled(batch_size):
+                return ()  # warm already (asked for by a batch and by an idle spell)
+            took, spent = time.monotonic() - started, seconds_since(before)
+            log.info("compiled batch size %d on %s in %.1f s (%s)", batch_size, self.device, took, spent)
             if pipes.serving_compiled:
                 log.info("compiled drawing on %s", self.device)
             return ()

@@ -188,3 +188,75 @@ def test_a_stamp_whose_compile_cache_is_gone_is_not_trusted(tmp_path: Path, monk
     assert compile_cache._warm(job, key)
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "elsewhere"))
     assert not compile_cache._warm(job, key)  # the bot compiles into another cache now
+
+
+def leave_warm_stamp(settings) -> None:
+    """What an earlier start's compile leaves (with the eager backend, nothing but the
+    stamp): the next start compiles on its worker thread without a child process."""
+    from generation import compile_cache
+    from generation.composition import compile_job
+
+    job = compile_job(settings, "cpu")
+    stamp = compile_cache._stamp(job, compile_cache.cache_key(job))
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps({"backend": "eager", "artifacts": None}))
+
+
+async def steps_so_far(caplog: pytest.LogCaptureFixture) -> list[str]:
+    await asyncio.sleep(0)
+    return [r.getMessage().split()[3] for r in messages(caplog, "compiled batch size")]
+
+
+async def test_one_user_at_a_time_is_not_held_up_by_compiling_batch_sizes_only_a_queue_needs(
+    compiling, make_settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each batch size's compile holds the GPU for 10 to 20 s: one user asking again and
+    again would wait behind the steps for batch sizes they never use (bench/results/
+    2026-11-30-cold-start). A queue that needs one compiles it before its batch."""
+    caplog.set_level(logging.INFO, logger="generation")
+    settings = make_settings(**(compiling | {"MAX_BATCH": "2"}))
+    leave_warm_stamp(settings)
+    engine = create_engine(settings)
+    engine.COMPILE_WHEN_IDLE_S = 600  # never idle long enough here
+    await engine.start()
+    try:
+        await draw_until(engine, lambda: messages(caplog, "compiled batch size 1"))
+        for seed in range(3):
+            assert (await (await engine.submit(fox(seed), user_id=1)).result()).batch_size == 1
+        assert await steps_so_far(caplog) == ["1"]
+        assert engine.status().compiling and engine.compiled_devices() == []
+
+        # Three users at once: a batch of two with one more waiting behind it.
+        jobs = [await engine.submit(fox(user), user_id=user) for user in (1, 2, 3)]
+        drawn = [await job.result() for job in jobs]
+        assert [d.batch_size for d in drawn] == [2, 2, 1]
+        assert await steps_so_far(caplog) == ["1", "2"]  # before that batch was drawn
+        assert engine.compiled_devices() == ["cpu"] and not engine.status().compiling
+    finally:
+        await engine.close()
+
+
+async def test_batch_sizes_nobody_asked_for_yet_compile_once_the_bot_is_idle(
+    compiling, make_settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="generation")
+    settings = make_settings(**(compiling | {"MAX_BATCH": "2"}))
+    leave_warm_stamp(settings)
+    engine = create_engine(settings)
+    engine.COMPILE_WHEN_IDLE_S = 2.0
+    await engine.start()
+    try:
+        await draw_until(engine, lambda: messages(caplog, "compiled batch size 1"))
+        for seed in range(3):  # asking again at once is not idle
+            await (await engine.submit(fox(seed), user_id=1)).result()
+        assert await steps_so_far(caplog) == ["1"]
+        deadline = time.monotonic() + COMPILED_WITHIN_S
+        while engine.status().compiling:
+            assert time.monotonic() < deadline, "timed out"
+            await asyncio.sleep(0.1)
+        assert await steps_so_far(caplog) == ["1", "2"] and engine.compiled_devices() == ["cpu"]
+        [step] = messages(caplog, "compiled batch size 2")
+        assert step.threadName.startswith("worker0")  # on the thread that draws
+        assert (await (await engine.submit(fox(), user_id=1)).result()).width == 64
+    finally:
+        await engine.close()
