@@ -158,9 +158,11 @@ class KandinskyPipelines:
         draws: CUDA graphs are recorded on the thread that replays them."""
         if self._later is None:
             raise RuntimeError("nothing to compile")
-        mode, self._later = self._later, None
-        self._compile(cuda_graphs=mode == "cudagraphs" and self.device.type == "cuda")
+        # In this order: the event loop reads compile_pending and forms_to_compile meanwhile
+        # (EngineStatus.compiling), and must never see both say "nothing left".
         self._warm_batches = set()
+        self._compile(cuda_graphs=self._later == "cudagraphs" and self.device.type == "cuda")
+        self._later = None
         return self.serving_batch_sizes()
 
     def warm_up_compiled(self, batch_size: int) -> bool:
@@ -213,6 +215,7 @@ class KandinskyPipelines:
     def drop_compiled(self) -> None:
         """Go back to the eager models (when compiling fails, or before release)."""
         self._later = None
+        self._warm_batches = None  # nothing left to compile
         if self._unet is None:
             return
         self.decoder.unet, self.prior.prior = self._eager_unet, self._eager_prior

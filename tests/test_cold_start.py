@@ -260,3 +260,26 @@ async def test_batch_sizes_nobody_asked_for_yet_compile_once_the_bot_is_idle(
         assert (await (await engine.submit(fox(), user_id=1)).result()).width == 64
     finally:
         await engine.close()
+
+
+async def test_a_compile_that_fails_on_the_worker_thread_leaves_nothing_pending(
+    compiling, make_settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """torch.compile refusing the backend before any form exists: the bot must not say
+    "compiling" for ever, nor try again at every idle spell."""
+    caplog.set_level(logging.INFO, logger="generation")
+    settings = make_settings(**(compiling | {"MAX_BATCH": "2"}))
+    monkeypatch.setenv(BACKEND_VARIABLE, "no_such_backend")
+    leave_warm_stamp(settings)  # for this backend: no child process
+    engine = create_engine(settings)
+    engine.COMPILE_WHEN_IDLE_S = 0.2
+    await engine.start()
+    try:
+        await draw_until(engine, lambda: not engine.status().compiling, timeout=60)
+        await asyncio.sleep(1.0)  # idle spells: nothing is tried again
+        assert len(messages(caplog, "torch.compile failed on cpu")) == 1
+        assert not engine.status().compiling and engine.compiled_devices() == []
+        assert engine._compile_task is None or engine._compile_task.done()
+        assert (await (await engine.submit(fox(), user_id=1)).result()).width == 64
+    finally:
+        await engine.close()
