@@ -14,13 +14,13 @@ USERS=${USERS:-32}
 USERS1=${USERS1:-16}
 mkdir -p "$W" "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
-if ! python3 -c "import diffusers" 2>/dev/null; then
+if ! python3 -c "import diffusers, pydantic_settings, dotenv" 2>/dev/null; then  # .whl: what the machine lacks
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 fi
 for cmd in "$@"; do
   case "$cmd" in
   start)
-    rm -f "$W/ALL_DONE"
+    rm -rf "$W/ALL_DONE" "$W/work" "$W/chain.log"
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpus.txt"
     setsid nohup bash -c "
       python3 bench/cold_start.py --device all --work $W/work --out $OUT/all_gpus.json \
