@@ -111,10 +111,9 @@ async def one_start(budget_s: float, users: int, rounds: int) -> dict:
     def single_compiled() -> bool:
         """Batch size 1 compiled on every device (the other sizes compile when the bot is
         idle or a queue needs them: generation.engine.COMPILE_WHEN_IDLE_S)."""
-        if not engine.status().compiling:
-            return True
+        devices = engine.status().devices
         done = [e["message"] for e in compiled_log.events if e["message"].startswith("compiled batch size 1 on")]
-        return len(done) >= len(engine.status().devices)
+        return len(done) >= len(devices) or engine.compiled_devices() == devices
 
     watcher = asyncio.create_task(watch_loaded())
     probes: list[dict] = []
