@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -284,13 +284,18 @@ class GenerationEngine:
             self._compiling = False
 
     async def _between_batches(self, worker: DeviceWorker, batch_size: int | None) -> tuple[int, ...] | None:
-        # Every worker waits meanwhile, not only this one: tracing patches torch.nn.Module
-        # for the whole process (torch.fx), which another worker thread drawing would hit.
+        async with self._every_worker():
+            return await worker.compile_step(batch_size)
+
+    @contextlib.asynccontextmanager
+    async def _every_worker(self) -> AsyncIterator[None]:
+        """Hold every worker for a compile step: tracing patches torch.nn.Module for the
+        whole process (torch.fx), which another worker thread drawing would hit."""
         async with contextlib.AsyncExitStack() as held:
             for each in self._workers:
                 await held.enter_async_context(each.busy)
             try:
-                return await worker.compile_step(batch_size)
+                yield
             finally:
                 self._busy_at = time.monotonic()  # compiling is not idle time
 
@@ -306,15 +311,13 @@ class GenerationEngine:
             await asyncio.sleep(min(0.5, self.COMPILE_WHEN_IDLE_S - idle_for))
         return False
 
-    async def _compile_for(self, worker: DeviceWorker, batch: list[Job]) -> None:
-        """Before drawing ``batch`` uncompiled: compile its form first when more requests
-        wait behind it (a load the compiled form serves faster; see COMPILE_WHEN_IDLE_S)."""
+    def _form_wanted(self, worker: DeviceWorker, batch: list[Job]) -> int | None:
+        """The compile step to take before drawing ``batch`` uncompiled: its form, when more
+        requests wait behind it (a load the compiled form serves faster; see
+        COMPILE_WHEN_IDLE_S)."""
         if not self._compiling or not len(self._queue):
-            return
-        form = worker.form_to_compile(len(batch))
-        if form is not None:
-            self._start(batch)  # theirs is being drawn: they wait for the compile, not in the queue
-            await self._between_batches(worker, form)
+            return None
+        return worker.form_to_compile(len(batch))
 
     async def _stop_compiling(self) -> None:
         task, self._compile_task = self._compile_task, None
@@ -417,9 +420,17 @@ class GenerationEngine:
             await worker.ready.wait()  # a device still loading takes no batch from the others
             batch = await self._queue.take_batch(self._max_batch)
             started = self._busy_at = time.monotonic()
-            await self._compile_for(worker, batch)
-            async with worker.busy:
-                drawn = await self._draw(worker, batch)
+            form = self._form_wanted(worker, batch)
+            if form is not None:
+                # Compiled, then drawn, in one hold: a reload waiting meanwhile must not
+                # release the models between the two.
+                self._start(batch)  # theirs is being drawn: they wait for the compile, not in the queue
+                async with self._every_worker():
+                    await worker.compile_step(form)
+                    drawn = await self._draw(worker, batch)
+            else:
+                async with worker.busy:
+                    drawn = await self._draw(worker, batch)
             self._busy_at = time.monotonic()
             if drawn is not None:
                 # The GPU takes the next batch while this one's PNGs are encoded.

@@ -283,3 +283,27 @@ async def test_a_compile_that_fails_on_the_worker_thread_leaves_nothing_pending(
         assert (await (await engine.submit(fox(), user_id=1)).result()).width == 64
     finally:
         await engine.close()
+
+
+async def test_a_reload_asked_for_while_a_waiting_batch_compiles_fails_no_request(
+    compiling, make_settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The reload waits for the compile step, then for the batch it was taken for; the
+    models are never released between the two (the batch would find none)."""
+    caplog.set_level(logging.INFO, logger="generation")
+    settings = make_settings(**(compiling | {"MAX_BATCH": "2"}))
+    leave_warm_stamp(settings)
+    engine = create_engine(settings)
+    engine.COMPILE_WHEN_IDLE_S = 600
+    await engine.start()
+    try:
+        await draw_until(engine, lambda: messages(caplog, "compiled batch size 1"))
+        jobs = [await engine.submit(fox(user), user_id=user) for user in (1, 2, 3)]
+        await asyncio.wait_for(jobs[0].started.wait(), 30)  # its batch's form is compiling
+        assert not messages(caplog, "compiled batch size 2")
+        await engine.reload()
+        drawn = [await job.result() for job in jobs]
+        assert [d.width for d in drawn] == [64, 64, 64] and drawn[0].batch_size == 2
+        assert messages(caplog, "compiled batch size 2")
+    finally:
+        await engine.close()
