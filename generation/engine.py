@@ -8,6 +8,7 @@ is never called from two threads.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import enum
@@ -127,6 +128,9 @@ class GenerationEngine:
     # more requests waiting behind it: under load a compiled batch of 8 takes half the time
     # of an eager one, so the step pays for itself within a few batches.
     COMPILE_WHEN_IDLE_S = 5.0
+    # ... or once a batch size has been drawn uncompiled this often on a device (two users
+    # who each ask again as soon as their picture comes never leave a queue behind them).
+    COMPILE_AFTER_UNCOMPILED_BATCHES = 3
 
     def __init__(
         self,
@@ -166,6 +170,7 @@ class GenerationEngine:
         self._compile_task: asyncio.Task | None = None
         self._compiling = False
         self._busy_at = time.monotonic()  # when a request last waited or drew
+        self._uncompiled: collections.Counter[tuple[int, int]] = collections.Counter()  # (worker, size)
 
     # -- life cycle -----------------------------------------------------------------
 
@@ -210,6 +215,7 @@ class GenerationEngine:
         """
         async with self._reload_lock:
             await self._stop_compiling()
+            self._uncompiled.clear()
             await self._queue.set_paused(True)
             self._reloading = self._state is ModelState.READY
             self._state, self._error = ModelState.LOADING, None
@@ -313,11 +319,16 @@ class GenerationEngine:
 
     def _form_wanted(self, worker: DeviceWorker, batch: list[Job]) -> int | None:
         """The compile step to take before drawing ``batch`` uncompiled: its form, when more
-        requests wait behind it (a load the compiled form serves faster; see
-        COMPILE_WHEN_IDLE_S)."""
-        if not self._compiling or not len(self._queue):
+        requests wait behind it, or when that form has been drawn uncompiled often enough
+        (a load the compiled form serves faster; see COMPILE_WHEN_IDLE_S)."""
+        form = worker.form_to_compile(len(batch)) if self._compiling else None
+        if form is None:
             return None
-        return worker.form_to_compile(len(batch))
+        drawn = self._uncompiled[(id(worker), form)]
+        if len(self._queue) or drawn >= self.COMPILE_AFTER_UNCOMPILED_BATCHES:
+            return form
+        self._uncompiled[(id(worker), form)] = drawn + 1
+        return None
 
     async def _stop_compiling(self) -> None:
         task, self._compile_task = self._compile_task, None
