@@ -10,10 +10,12 @@ this CPU. The bot always compiles with Inductor.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import socket
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -202,6 +204,20 @@ def leave_warm_stamp(settings) -> None:
     stamp.write_text(json.dumps({"backend": "eager", "artifacts": None}))
 
 
+@contextlib.asynccontextmanager
+async def compiling_in_steps(settings, idle_s: float) -> AsyncIterator[GenerationEngine]:
+    """A started engine that finds its compile cache warm, and so compiles in steps on its
+    worker thread; the other batch sizes compile after ``idle_s`` of idleness."""
+    leave_warm_stamp(settings)
+    engine = create_engine(settings)
+    engine.COMPILE_WHEN_IDLE_S = idle_s
+    await engine.start()
+    try:
+        yield engine
+    finally:
+        await engine.close()
+
+
 async def steps_so_far(caplog: pytest.LogCaptureFixture) -> list[str]:
     await asyncio.sleep(0)
     return [r.getMessage().split()[3] for r in messages(caplog, "compiled batch size")]
@@ -216,11 +232,7 @@ async def test_one_user_at_a_time_is_not_held_up_by_compiling_batch_sizes_only_a
     its next batch (and so does one with a queue behind it: the reload test below)."""
     caplog.set_level(logging.INFO, logger="generation")
     settings = make_settings(**(compiling | {"MAX_BATCH": "2"}))
-    leave_warm_stamp(settings)
-    engine = create_engine(settings)
-    engine.COMPILE_WHEN_IDLE_S = 600  # never idle long enough here
-    await engine.start()
-    try:
+    async with compiling_in_steps(settings, idle_s=600) as engine:
         await draw_until(engine, lambda: messages(caplog, "compiled batch size 1"))
         for seed in range(3):
             assert (await (await engine.submit(fox(seed), user_id=1)).result()).batch_size == 1
@@ -236,8 +248,6 @@ async def test_one_user_at_a_time_is_not_held_up_by_compiling_batch_sizes_only_a
             assert [(await job.result()).batch_size for job in jobs] == [2, 2]
         assert await steps_so_far(caplog) == ["1", "2"]  # before the last pair was drawn
         assert engine.compiled_devices() == ["cpu"] and not engine.status().compiling
-    finally:
-        await engine.close()
 
 
 async def test_batch_sizes_nobody_asked_for_yet_compile_once_the_bot_is_idle(
@@ -245,11 +255,7 @@ async def test_batch_sizes_nobody_asked_for_yet_compile_once_the_bot_is_idle(
 ) -> None:
     caplog.set_level(logging.INFO, logger="generation")
     settings = make_settings(**(compiling | {"MAX_BATCH": "2"}))
-    leave_warm_stamp(settings)
-    engine = create_engine(settings)
-    engine.COMPILE_WHEN_IDLE_S = 2.0
-    await engine.start()
-    try:
+    async with compiling_in_steps(settings, idle_s=2.0) as engine:
         await draw_until(engine, lambda: messages(caplog, "compiled batch size 1"))
         for seed in range(3):  # asking again at once is not idle
             await (await engine.submit(fox(seed), user_id=1)).result()
@@ -262,8 +268,6 @@ async def test_batch_sizes_nobody_asked_for_yet_compile_once_the_bot_is_idle(
         [step] = messages(caplog, "compiled batch size 2")
         assert step.threadName.startswith("worker0")  # on the thread that draws
         assert (await (await engine.submit(fox(), user_id=1)).result()).width == 64
-    finally:
-        await engine.close()
 
 
 async def test_a_compile_that_fails_on_the_worker_thread_leaves_nothing_pending(
@@ -273,20 +277,14 @@ async def test_a_compile_that_fails_on_the_worker_thread_leaves_nothing_pending(
     "compiling" for ever, nor try again at every idle spell."""
     caplog.set_level(logging.INFO, logger="generation")
     settings = make_settings(**(compiling | {"MAX_BATCH": "2"}))
-    monkeypatch.setenv(BACKEND_VARIABLE, "no_such_backend")
-    leave_warm_stamp(settings)  # for this backend: no child process
-    engine = create_engine(settings)
-    engine.COMPILE_WHEN_IDLE_S = 0.2
-    await engine.start()
-    try:
+    monkeypatch.setenv(BACKEND_VARIABLE, "no_such_backend")  # first: the warm stamp is this backend's
+    async with compiling_in_steps(settings, idle_s=0.2) as engine:
         await draw_until(engine, lambda: not engine.status().compiling, timeout=60)
         await asyncio.sleep(1.0)  # idle spells: nothing is tried again
         assert len(messages(caplog, "torch.compile failed on cpu")) == 1
         assert not engine.status().compiling and engine.compiled_devices() == []
         assert engine._compile_task is None or engine._compile_task.done()
         assert (await (await engine.submit(fox(), user_id=1)).result()).width == 64
-    finally:
-        await engine.close()
 
 
 async def test_a_reload_asked_for_while_a_waiting_batch_compiles_fails_no_request(
@@ -296,11 +294,7 @@ async def test_a_reload_asked_for_while_a_waiting_batch_compiles_fails_no_reques
     models are never released between the two (the batch would find none)."""
     caplog.set_level(logging.INFO, logger="generation")
     settings = make_settings(**(compiling | {"MAX_BATCH": "2"}))
-    leave_warm_stamp(settings)
-    engine = create_engine(settings)
-    engine.COMPILE_WHEN_IDLE_S = 600
-    await engine.start()
-    try:
+    async with compiling_in_steps(settings, idle_s=600) as engine:
         await draw_until(engine, lambda: messages(caplog, "compiled batch size 1"))
         jobs = [await engine.submit(fox(user), user_id=user) for user in (1, 2, 3)]
         await asyncio.wait_for(jobs[0].started.wait(), 30)  # its batch's form is compiling
@@ -309,5 +303,3 @@ async def test_a_reload_asked_for_while_a_waiting_batch_compiles_fails_no_reques
         drawn = [await job.result() for job in jobs]
         assert [d.width for d in drawn] == [64, 64, 64] and drawn[0].batch_size == 2
         assert messages(caplog, "compiled batch size 2")
-    finally:
-        await engine.close()
