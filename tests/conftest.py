@@ -37,20 +37,22 @@ logging.getLogger("torch.__trace").addFilter(lambda record: False)
 texts.raise_errors()  # a missing message or a text that does not format fails the test
 
 
-# The longest test files first (each takes one to five minutes on 2 cores): pytest-xdist's
-# loadfile hands files to the workers in collection order, so these start at once, side by
-# side, instead of one of them starting last and keeping the run going alone.
+# The longest test files first (each takes half a minute to three minutes on 2 cores):
+# pytest-xdist's loadfile hands files to the workers in collection order (with
+# --no-loadscope-reorder, pyproject.toml), so these start at once, side by side, instead of
+# one of them starting last and keeping the run going alone.
 LONGEST_FIRST = (
     "test_durability.py",
-    "test_pipelines.py",  # the compiled tests' cold compile
-    "test_cold_start.py",
-    "test_replicas_e2e.py",
+    "test_pipelines.py",  # the compiled test's cold Inductor compile
     "test_startup.py",
-    "test_cli.py",
+    "test_cold_start.py",
     "test_pictures_journal.py",
+    "test_replicas_e2e.py",
+    "test_cli.py",
     "test_bot_draw.py",
     "test_main_process.py",
     "test_cli_pictures.py",
+    "test_upscale.py",
 )
 
 

@@ -121,6 +121,11 @@ class FakeTelegram:
         return self.url
 
     async def stop(self) -> None:
+        # A getUpdates still waiting (its bot gone) would hold the shutdown up to its timeout.
+        async with self._changed:
+            if self._waiting_poll is not None:
+                self._waiting_poll[1].set()
+                self._changed.notify_all()
         if self._runner:
             await self._runner.cleanup()
 

@@ -159,7 +159,7 @@ async def test_failed_reload_keeps_bot_up(telegram: FakeTelegram, make_settings,
 
 
 async def test_event_loop_answers_while_drawing(bot: FakeTelegram) -> None:
-    await bot.send_text("/draw a slow big picture --size 512x512 --steps 40", user_id=19)
+    await bot.send_text("/draw a slow big picture --size 256x256 --steps 80", user_id=19)
     await bot.wait_for("editMessageText", chat_id=19, text_contains="step")  # drawing now
     for command, marker in (("/status", "Device"), ("/start", "Kandinsky")):
         sent = time.monotonic()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -69,20 +71,60 @@ def test_draw_rejects_bad_options_clearly(tmp_path: Path) -> None:
     assert not (tmp_path / "picture.png").exists()
 
 
+def run_main_calls(calls: list[tuple[list[str], dict[str, str]]], cwd: Path, **env: str) -> list[Result]:
+    """Several ``main.main`` calls in one interpreter (torch and diffusers are imported
+    once, not once a call), each with its own settings in the environment on top of
+    ``env``: each one's exit code, standard output and standard error."""
+    code = (
+        "import os, sys, main\n"
+        f"for argv, changes in {calls!r}:\n"
+        "    before = dict(os.environ)\n"
+        "    os.environ.update(changes)\n"
+        "    code = main.main(argv)\n"
+        "    os.environ.clear()\n"
+        "    os.environ.update(before)\n"
+        f"    print('\\n{SEPARATOR}', code, flush=True)\n"
+        f"    print('\\n{SEPARATOR}', file=sys.stderr, flush=True)\n"
+    )
+    environment = {k: v for k, v in os.environ.items() if k != "BOT_TOKEN"}
+    environment.update(env, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
+    result = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=environment, capture_output=True, text=True)
+    *outs, _ = re.split(rf"\n{SEPARATOR} (-?\d+)\n", result.stdout)  # output, code, output, code, ..., the rest
+    errs = result.stderr.split(f"\n{SEPARATOR}\n")[: len(calls)]
+    assert len(outs) == 2 * len(calls) and len(errs) == len(calls), result.stderr
+    return [Result(int(code), out, err) for out, code, err in zip(outs[::2], outs[1::2], errs, strict=True)]
+
+
+SEPARATOR = "===== main.main returned"
+
+
+@dataclasses.dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
 def test_prefetch(tiny_models: tuple[Path, Path], tiny_marian: Path, tmp_path: Path) -> None:
     prior, decoder = tiny_models
     models = {"PRIOR_MODEL": str(prior), "DECODER_MODEL": str(decoder)}
-    local = run_main(["prefetch"], tmp_path, **models, TRANSLATION_MODEL=str(tiny_marian))
+    local, hub, off, offline = run_main_calls(
+        [
+            (["prefetch"], {**models, "TRANSLATION_MODEL": str(tiny_marian)}),
+            # The translation model is fetched too (TRANSLATE=auto, the default): offline, it cannot be.
+            (["prefetch"], models),
+            # TRANSLATE=off: no translation model to fetch.
+            (["prefetch"], {**models, "TRANSLATE": "off", "TRANSLATION_MODEL": "Helsinki-NLP/nothing"}),
+            # Offline (as here), a hub id cannot be fetched: said plainly, exit 1.
+            (["prefetch"], {}),
+        ],
+        tmp_path,
+        HF_HOME=str(tmp_path / "hf"),  # an empty cache: nothing is there already
+    )
     assert local.returncode == 0 and local.stdout.count("nothing to download") == 3  # the translation model too
-    # The translation model is fetched too (TRANSLATE=auto, the default): offline, it cannot be.
-    hub = run_main(["prefetch"], tmp_path, **models, HF_HOME=str(tmp_path / "hf"))
     assert hub.returncode == 1
     assert hub.stderr.strip().startswith("Could not download Helsinki-NLP/opus-mt-ru-en: no network")
-    # TRANSLATE=off: no translation model to fetch.
-    off = run_main(["prefetch"], tmp_path, **models, TRANSLATE="off", TRANSLATION_MODEL="Helsinki-NLP/nothing")
     assert off.returncode == 0 and "nothing" not in off.stderr
-    # Offline (as here), a hub id cannot be fetched: said plainly, exit 1.
-    offline = run_main(["prefetch"], tmp_path, HF_HOME=str(tmp_path / "hf"))
     assert offline.returncode == 1
     [line] = offline.stderr.strip().splitlines()
     assert line.startswith("Could not download kandinsky-community/kandinsky-2-2-prior: ")
