@@ -171,6 +171,7 @@ class GenerationEngine:
         self._compiling = False
         self._busy_at = time.monotonic()  # when a request last waited or drew
         self._uncompiled: collections.Counter[tuple[int, int]] = collections.Counter()  # (worker, size)
+        self._waiting: set[DeviceWorker] = set()  # the workers waiting for a batch
 
     # -- life cycle -----------------------------------------------------------------
 
@@ -270,20 +271,23 @@ class GenerationEngine:
             # GPU would leave the second one compiling from scratch, minutes on the worker
             # thread (bench/results/2026-11-30-two-gpus). Each child has its own GIL.
             filled = await asyncio.gather(*(filler.fill() for filler in self._cache_fillers))
+            first = None
             for worker, warm in zip(self._workers, filled, strict=False):
-                if not warm or not worker.compile_pending:
-                    continue
-                sizes = await self._between_batches(worker, None)
-                if sizes:  # None: failed (logged), that worker draws uncompiled
-                    await self._between_batches(worker, sizes[0])  # a single request first
-            # The other batch sizes when idle (or, in _serve, when a waiting batch needs one).
+                if warm and worker.compile_pending and await self._between_batches(worker, None):
+                    first = first or worker  # None: failed (logged), that worker draws uncompiled
+            if first is not None:
+                # A single request on one GPU at once: each step holds every GPU, and one
+                # user at a time is served by that GPU (_may_take) while the others wait.
+                await self._between_batches(first, first.forms_to_compile()[0])
+            # The rest when idle (or, in _serve, when a waiting batch needs one), the
+            # smallest batch size first.
             while any(w.forms_to_compile() for w in self._workers):
                 if not await self._until_idle():
                     break  # a queue needed them all meanwhile
-                for worker in self._workers:
-                    if forms := worker.forms_to_compile():
-                        await self._between_batches(worker, forms[0])
-                        break
+                left = [(forms[0], i) for i, w in enumerate(self._workers) if (forms := w.forms_to_compile())]
+                if left:
+                    size, i = min(left)
+                    await self._between_batches(self._workers[i], size)
         except Exception:  # never let it take serving down
             log.exception("compiling in the background failed")
         finally:
@@ -316,6 +320,14 @@ class GenerationEngine:
                 return True
             await asyncio.sleep(min(0.5, self.COMPILE_WHEN_IDLE_S - idle_for))
         return False
+
+    def _may_take(self, worker: DeviceWorker) -> bool:
+        """While compiling in steps, a worker not compiled for a single request yet leaves
+        the queue to an idle one that is: one user at a time gets compiled pictures from
+        the first GPU compiled, not every other picture from an uncompiled one."""
+        if not self._compiling or worker.compiled_for(1):
+            return True
+        return not any(other.compiled_for(1) for other in self._waiting if other is not worker)
 
     def _form_wanted(self, worker: DeviceWorker, batch: list[Job]) -> int | None:
         """The compile step to take before drawing ``batch`` uncompiled: its form, when more
@@ -429,7 +441,11 @@ class GenerationEngine:
     async def _serve(self, worker: DeviceWorker) -> None:
         while True:
             await worker.ready.wait()  # a device still loading takes no batch from the others
-            batch = await self._queue.take_batch(self._max_batch)
+            self._waiting.add(worker)
+            try:
+                batch = await self._queue.take_batch(self._max_batch, lambda: self._may_take(worker))
+            finally:
+                self._waiting.discard(worker)
             started = self._busy_at = time.monotonic()
             form = self._form_wanted(worker, batch)
             if form is not None:

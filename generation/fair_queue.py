@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict, deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Generic, Protocol, TypeVar
 
 
@@ -80,14 +80,17 @@ class FairQueue(Generic[J]):
         async with self._changed:
             self._changed.notify_all()
 
-    async def take_batch(self, max_size: int) -> list[J]:
-        """Wait for work, then take up to ``max_size`` jobs that can share a batch.
+    async def take_batch(self, max_size: int, may_take: Callable[[], bool] | None = None) -> list[J]:
+        """Wait for work (and for ``may_take``, checked whenever the queue changes), then
+        take up to ``max_size`` jobs that can share a batch.
 
         The batch starts with the head of the user whose turn it is; it fills with the
         matching jobs of the following users in turn order, then with their later ones.
         """
         async with self._changed:
-            await self._changed.wait_for(lambda: not self._paused and bool(self._by_user))
+            await self._changed.wait_for(
+                lambda: not self._paused and bool(self._by_user) and (may_take is None or may_take())
+            )
         first_user = next(iter(self._by_user))
         key = self._by_user[first_user][0].batch_key
         batch: list[J] = []
@@ -102,4 +105,7 @@ class FairQueue(Generic[J]):
         for job in batch:
             if job.user_id in self._by_user:
                 self._by_user.move_to_end(job.user_id)
+        if self._by_user:  # a taker that declined (may_take) looks again
+            async with self._changed:
+                self._changed.notify_all()
         return batch

@@ -193,14 +193,14 @@ class KandinskyPipelines:
     def form_to_compile(self, count: int) -> int | None:
         """While compiling in steps: the batch size to pass to ``warm_up_compiled`` for a
         batch of ``count`` requests to draw compiled, or None when it does already."""
-        if self._unet is None or self._warm_batches is None or self._serving_compiled_for(count):
+        if self._unet is None or self._warm_batches is None or self.compiled_for(count):
             return None
         static = set(self._unet.static)
         if count in static:
             return count
         return next((size for size in self.forms_to_compile() if size not in static), None)
 
-    def _serving_compiled_for(self, count: int) -> bool:
+    def compiled_for(self, count: int) -> bool:
         """Whether a batch of ``count`` requests uses the compiled forms (while compiling in
         steps: only a batch size warmed up, or one that shares the dynamic form with one)."""
         if self._unet is None:
@@ -373,7 +373,7 @@ class KandinskyPipelines:
             torch.Generator(self.device).manual_seed(p.seed) if p.mix else g
             for p, g in zip(batch, prior_generators, strict=True)
         ]
-        self._prior_eager_now = self._unet is not None and not self._serving_compiled_for(len(batch))
+        self._prior_eager_now = self._unet is not None and not self.compiled_for(len(batch))
         image_embeds, negative_embeds = self._embeddings(batch, inputs, prior_generators)
         reporter = _StepReporter(self.device, decoder_steps(first), on_step)
 
@@ -383,7 +383,7 @@ class KandinskyPipelines:
             return kwargs
 
         if self._unet is not None:
-            compiled = (first.width, first.height) in self._compiled_sizes and self._serving_compiled_for(len(batch))
+            compiled = (first.width, first.height) in self._compiled_sizes and self.compiled_for(len(batch))
             self.decoder.unet = self._unet.for_requests(len(batch)) if compiled else self._eager_unet
             self._use_compiled_decode(compiled)
         self.decoder.scheduler = self._scheduler(first.sampler)

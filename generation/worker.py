@@ -56,6 +56,10 @@ class DeviceWorker:
         """While compiling in steps: the batch sizes still to warm up (``compile_step``)."""
         return self._pipes.forms_to_compile() if self._pipes is not None else ()
 
+    def compiled_for(self, count: int) -> bool:
+        """A batch of ``count`` requests draws with compiled forms."""
+        return self._pipes is not None and self._pipes.compiled_for(count)
+
     def form_to_compile(self, count: int) -> int | None:
         """While compiling in steps: the ``compile_step`` a batch of ``count`` needs to
         draw compiled, or None."""

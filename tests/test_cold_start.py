@@ -303,3 +303,53 @@ async def test_a_reload_asked_for_while_a_waiting_batch_compiles_fails_no_reques
         drawn = [await job.result() for job in jobs]
         assert [d.width for d in drawn] == [64, 64, 64] and drawn[0].batch_size == 2
         assert messages(caplog, "compiled batch size 2")
+
+
+async def test_on_two_devices_one_user_at_a_time_is_served_by_the_one_compiled_first(
+    compiling, make_settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each compile step holds every GPU: a second GPU compiling its single-request form
+    at once kept one user waiting 15 s more (bench/results/2026-11-30-cold-start-steps).
+    Instead the first GPU compiled serves them, and the second one compiles when it is
+    needed; meanwhile it still takes what the first one is too busy for."""
+    import torch
+
+    from generation.compile_cache import CacheFiller
+    from generation.composition import compile_job
+    from generation.loading import LOADING
+    from generation.pipelines import KandinskyPipelines
+
+    caplog.set_level(logging.INFO, logger="generation")
+    settings = make_settings(**(compiling | {"MAX_BATCH": "2"}))
+    leave_warm_stamp(settings)
+
+    def load(device: torch.device) -> KandinskyPipelines:  # as generation.factory loads
+        with LOADING:
+            pipes = KandinskyPipelines.load(
+                settings.prior_model, settings.decoder_model, device, torch.float32,
+                compile=settings.compile, prior_steps=settings.prior_steps, max_batch=2, compile_later=True,
+            )  # fmt: skip
+        pipes.prepare(64, 64)
+        return pipes
+
+    cpu = torch.device("cpu")
+    fillers = [CacheFiller(compile_job(settings, "cpu")) for _ in range(2)]
+    engine = GenerationEngine([cpu, cpu], load, max_batch=2, cache_fillers=fillers)
+    engine.COMPILE_WHEN_IDLE_S = 600
+    await engine.start()
+    try:
+        await draw_until(engine, lambda: messages(caplog, "compiled batch size 1"))
+        # Taking every other one, the second device would have compiled after three.
+        for seed in range(2 * engine.COMPILE_AFTER_UNCOMPILED_BATCHES + 2):
+            await (await engine.submit(fox(seed), user_id=1)).result()
+        [step] = messages(caplog, "compiled batch size")
+        assert step.threadName.startswith("worker0") and engine.status().compiling
+
+        # Two users, the second asking while the first one's picture is drawn.
+        first = await engine.submit(fox(1), user_id=1)
+        await first.started.wait()
+        second = await engine.submit(fox(2), user_id=2)
+        assert (await asyncio.wait_for(second.result(), 60)).width == 64
+        assert (await first.result()).width == 64
+    finally:
+        await engine.close()
