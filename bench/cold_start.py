@@ -9,8 +9,8 @@ Each start is timed from the process start (before torch is imported) to
 - the first picture (a request submitted at once, drawn uncompiled while a child process
   compiles: generation.compile_cache),
 - compiled speed reached: from then on every picture (as the user waits for it) took at
-  most 10% more than the median once every device compiled batch size 1 (one request at a
-  time, the idle bot's case),
+  most 10% more than the median once a device compiled batch size 1 (it serves one request
+  at a time, the idle bot's case),
 - every batch size compiled: the bot then idles, and compiles the other batch sizes
   (generation.engine.COMPILE_WHEN_IDLE_S),
 
