@@ -170,7 +170,7 @@ class GenerationEngine:
         self._compile_task: asyncio.Task | None = None
         self._compiling = False
         self._busy_at = time.monotonic()  # when a request last waited or drew
-        self._uncompiled: collections.Counter[tuple[int, int]] = collections.Counter()  # (worker, size)
+        self._uncompiled: collections.Counter[tuple[DeviceWorker, int]] = collections.Counter()  # uncompiled batches
         self._waiting: set[DeviceWorker] = set()  # the workers waiting for a batch
 
     # -- life cycle -----------------------------------------------------------------
@@ -336,10 +336,10 @@ class GenerationEngine:
         form = worker.form_to_compile(len(batch)) if self._compiling else None
         if form is None:
             return None
-        drawn = self._uncompiled[(id(worker), form)]
+        drawn = self._uncompiled[(worker, form)]
         if len(self._queue) or drawn >= self.COMPILE_AFTER_UNCOMPILED_BATCHES:
             return form
-        self._uncompiled[(id(worker), form)] = drawn + 1
+        self._uncompiled[(worker, form)] = drawn + 1
         return None
 
     async def _stop_compiling(self) -> None:

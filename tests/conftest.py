@@ -44,8 +44,9 @@ texts.raise_errors()  # a missing message or a text that does not format fails t
 LONGEST_FIRST = (
     "test_durability.py",
     "test_pipelines.py",  # the compiled test's cold Inductor compile
-    "test_startup.py",
+    "test_durability_signals.py",
     "test_cold_start.py",
+    "test_startup.py",
     "test_pictures_journal.py",
     "test_replicas_e2e.py",
     "test_cli.py",
