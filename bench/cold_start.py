@@ -144,7 +144,6 @@ async def one_start(budget_s: float, users: int, rounds: int, idle_s: float) -> 
         await watcher
         result["first_picture_s"] = probes[0]["done_s"]
         result["compiled_devices"] = engine.compiled_devices()
-        result["compile_events"] = compiled_log.events
         final = [p["latency_s"] for p in probes if p["single_compiled"]]
         if after_compiled >= PROBES_AFTER_COMPILED:
             compiled = statistics.median(final[-PROBES_AFTER_COMPILED:])

@@ -281,13 +281,9 @@ class GenerationEngine:
                 await self._between_batches(first, first.forms_to_compile()[0])
             # The rest when idle (or, in _serve, when a waiting batch needs one), the
             # smallest batch size first.
-            while any(w.forms_to_compile() for w in self._workers):
-                if not await self._until_idle():
-                    break  # a queue needed them all meanwhile
-                left = [(forms[0], i) for i, w in enumerate(self._workers) if (forms := w.forms_to_compile())]
-                if left:
-                    size, i = min(left)
-                    await self._between_batches(self._workers[i], size)
+            while await self._until_idle():  # False: nothing left (a queue compiled the rest)
+                size, i = min((forms[0], i) for i, w in enumerate(self._workers) if (forms := w.forms_to_compile()))
+                await self._between_batches(self._workers[i], size)
         except Exception:  # never let it take serving down
             log.exception("compiling in the background failed")
         finally:

@@ -33,7 +33,43 @@ def build_engine(
     background (generation.compile_cache); without it the models compile before serving
     (minutes with an empty compile cache)."""
     devices = resolve_devices(device)
-    later = compile_job is not None
+    load = pipelines_loader(
+        prior_model=prior_model,
+        decoder_model=decoder_model,
+        dtype=dtype,
+        cpu_offload=cpu_offload,
+        compile=compile,
+        prior_steps=prior_steps,
+        warm_up_size=warm_up_size,
+        max_batch=max_batch,
+        compile_later=compile_job is not None,
+    )
+    # One compile per GPU: the compile cache is per device index (generation.compile_cache).
+    fillers = [CacheFiller(compile_job(str(target))) for target in devices] if compile_job is not None else []
+    return GenerationEngine(
+        devices,
+        load,
+        max_batch=max_batch,
+        max_queue=max_queue,
+        max_pending_per_user=max_pending_per_user,
+        cache_fillers=fillers,
+    )
+
+
+def pipelines_loader(
+    *,
+    prior_model: str,
+    decoder_model: str,
+    dtype: str,
+    cpu_offload: bool,
+    compile: str,
+    prior_steps: int,
+    warm_up_size: tuple[int, int],
+    max_batch: int,
+    compile_later: bool,
+) -> Callable[[torch.device], KandinskyPipelines]:
+    """How the engine loads a device's pipelines (``compile_later``: compiled between
+    batches once the compile cache is warm, generation.engine)."""
 
     def load(target: torch.device) -> KandinskyPipelines:
         with LOADING:  # never beside another from_pretrained (generation/loading.py)
@@ -46,20 +82,11 @@ def build_engine(
                 compile=compile,
                 prior_steps=prior_steps,
                 max_batch=max_batch,
-                compile_later=later,
+                compile_later=compile_later,
             )
         if target.type == "cuda" or pipes.compiled or pipes.compile_pending:
             # Kernels (and compiled graphs) get ready before the first user asks.
             pipes.prepare(*warm_up_size)
         return pipes
 
-    # One compile per GPU: the compile cache is per device index (generation.compile_cache).
-    fillers = [CacheFiller(compile_job(str(target))) for target in devices] if compile_job is not None else []
-    return GenerationEngine(
-        devices,
-        load,
-        max_batch=max_batch,
-        max_queue=max_queue,
-        max_pending_per_user=max_pending_per_user,
-        cache_fillers=fillers,
-    )
+    return load

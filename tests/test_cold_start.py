@@ -316,22 +316,22 @@ async def test_on_two_devices_one_user_at_a_time_is_served_by_the_one_compiled_f
 
     from generation.compile_cache import CacheFiller
     from generation.composition import compile_job
-    from generation.loading import LOADING
-    from generation.pipelines import KandinskyPipelines
+    from generation.factory import pipelines_loader
 
     caplog.set_level(logging.INFO, logger="generation")
     settings = make_settings(**(compiling | {"MAX_BATCH": "2"}))
     leave_warm_stamp(settings)
-
-    def load(device: torch.device) -> KandinskyPipelines:  # as generation.factory loads
-        with LOADING:
-            pipes = KandinskyPipelines.load(
-                settings.prior_model, settings.decoder_model, device, torch.float32,
-                compile=settings.compile, prior_steps=settings.prior_steps, max_batch=2, compile_later=True,
-            )  # fmt: skip
-        pipes.prepare(64, 64)
-        return pipes
-
+    load = pipelines_loader(
+        prior_model=settings.prior_model,
+        decoder_model=settings.decoder_model,
+        dtype=settings.dtype,
+        cpu_offload=False,
+        compile=settings.compile,
+        prior_steps=settings.prior_steps,
+        warm_up_size=(64, 64),
+        max_batch=2,
+        compile_later=True,
+    )
     cpu = torch.device("cpu")
     fillers = [CacheFiller(compile_job(settings, "cpu")) for _ in range(2)]
     engine = GenerationEngine([cpu, cpu], load, max_batch=2, cache_fillers=fillers)
